@@ -1,0 +1,48 @@
+# pooling-explained: two commands set everything up on a fresh clone.
+#   make lab    create .venv if missing, install, open JupyterLab on notebooks/
+#   make test   create .venv if missing, install, run the unit tests then nbval (quick mode)
+# A second run reuses .venv and reinstalls only when pyproject.toml changed.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-from-pyproject
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+
+.PHONY: install lab test unit nbval run lint clean-venv
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# The stamp is newer than pyproject.toml after a successful install; touching or editing
+# pyproject.toml makes it stale, so the next make reinstalls. A failed install leaves no stamp.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+test: unit nbval
+
+unit: $(STAMP)
+	POOLTOOLS_QUICK=1 $(PY) -m pytest tests
+
+# --nbval-lax: every cell must run without error; only cells marked NBVAL_CHECK_OUTPUT
+# have their output compared with the committed one.
+nbval: $(STAMP)
+	POOLTOOLS_QUICK=1 $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider \
+		--nbval-cell-timeout=600 $(NOTEBOOKS)
+
+# Execute every notebook in place in full mode, to refresh the committed outputs.
+run: $(STAMP)
+	@for nb in $(NOTEBOOKS); do \
+		echo "== $$nb"; \
+		POOLTOOLS_QUICK=0 $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
+			--ExecutePreprocessor.timeout=3600 "$$nb" || exit 1; \
+	done
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check pooltools tests notebooks

@@ -1,0 +1,97 @@
+"""One place for the run mode, the device and the seed.
+
+``POOLTOOLS_QUICK=1`` selects the quick mode that CI uses (small seeded subsets, few epochs).
+``make test`` sets it; nothing else does, so a learner gets the full mode by default.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+__all__ = [
+    "is_quick",
+    "mode",
+    "pick",
+    "get_device",
+    "seed_everything",
+    "run_header",
+    "data_dir",
+]
+
+T = TypeVar("T")
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def is_quick() -> bool:
+    """True when ``POOLTOOLS_QUICK`` is set to 1/true/yes/on (read at call time, not import)."""
+    return os.environ.get("POOLTOOLS_QUICK", "").strip().lower() in _TRUE
+
+
+def mode() -> str:
+    """``"quick"`` or ``"full"``."""
+    return "quick" if is_quick() else "full"
+
+
+def pick(full: T, quick: T) -> T:
+    """Return ``quick`` in quick mode and ``full`` otherwise: ``epochs = pick(10, 1)``."""
+    return quick if is_quick() else full
+
+
+def data_dir() -> Path:
+    """Where caches, downloads and checkpoints live.
+
+    ``POOLTOOLS_DATA_DIR`` if set; else the checkout's ``data/`` when pooltools runs from a clone
+    (so notebooks, which run inside ``notebooks/``, share one cache with the tests); else ``./data``.
+    """
+    if os.environ.get("POOLTOOLS_DATA_DIR"):
+        return Path(os.environ["POOLTOOLS_DATA_DIR"])
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "notebooks").is_dir():
+        return checkout / "data"
+    return Path("data")
+
+
+def get_device() -> torch.device:
+    """The best available device: CUDA, then Apple's MPS, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int = 0) -> torch.Generator:
+    """Seed Python, NumPy and PyTorch (all devices) in one call; return a seeded torch Generator."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds CUDA and MPS
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def run_header(data: bool = True) -> str:
+    """One-line description of this run: mode, device, threads and (optionally) the data source.
+
+    Every notebook prints it in its first output, so a reader knows what produced the numbers.
+    """
+    device = get_device()
+    parts = [
+        f"mode: {mode()}",
+        f"device: {device.type}"
+        + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""),
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads",
+        f"machine: {platform.machine()} {os.cpu_count()} cores",
+    ]
+    if data:
+        from pooltools.data import describe_source
+
+        parts.append(f"CIFAR-10: {describe_source()}")
+    return " | ".join(parts)

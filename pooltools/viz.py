@@ -1,0 +1,904 @@
+"""Figures that show what a pooling layer does: one window, input next to output, image grids.
+
+Every number and every highlighted cell comes from code: outputs from PyTorch's own
+``F.max_pool2d`` / ``F.avg_pool2d``, window positions from :func:`window_indices`, which the tests
+check against PyTorch's ``return_indices``. Functions return a ``matplotlib.figure.Figure`` and never
+call ``plt.show``; in Jupyter the returned figure displays itself.
+
+Two kinds of input are understood:
+
+* a 2-D matrix ``(H, W)``: small ones (up to 16 cells a side with padding) are drawn as a toy
+  grid with the number written in every cell; larger ones as a grey image with a colorbar;
+* an image ``(H, W, 3)`` (RGB, uint8 in 0..255 or float in 0..1), pooled channel by channel.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import matplotlib
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib import patheffects
+from matplotlib.axes import Axes
+from matplotlib.colors import ListedColormap, Normalize
+from matplotlib.figure import Figure
+from matplotlib.patches import Circle, ConnectionPatch, Rectangle
+from matplotlib.transforms import offset_copy
+
+from pooltools.shapes import pair
+
+__all__ = [
+    "HIGHLIGHT",
+    "new_figure",
+    "PoolResult",
+    "as_grid",
+    "as_cell",
+    "window_indices",
+    "pool_array",
+    "argmax_cells",
+    "format_value",
+    "shape_text",
+    "plot_matrix",
+    "plot_window",
+    "plot_pooling",
+    "plot_window_values",
+    "show_image_grid",
+]
+
+HIGHLIGHT = "#ff7f0e"  # a window and the output cell it produces share this colour
+ARGMAX = "#c00000"  # the winner of a max-pooling window
+PADDING_FACE = "#d9d9d9"
+CHANNEL_COLOURS = ("#ff2020", "#20c020", "#2060ff")  # argmax markers of R, G and B
+TOY_LIMIT = 16  # a 2-D matrix is drawn with numbers when its padded grid fits in 16x16 cells
+CELL_INCHES = 0.5  # side of one toy-grid cell in a figure sized by this module
+
+# Pale enough for black numbers; −∞ (a window that saw only padding) is drawn like padding.
+_PALE_BLUES = ListedColormap(matplotlib.colormaps["Blues"](np.linspace(0.04, 0.6, 256)))
+_PALE_BLUES = _PALE_BLUES.with_extremes(under=PADDING_FACE, bad=PADDING_FACE)
+_OUTLINE = [patheffects.withStroke(linewidth=4.5, foreground="black")]
+IntOrPair = int | Sequence[int]
+
+
+# --------------------------------------------------------------------------- figures that show
+
+
+class _NotebookFigure(Figure):
+    """A Figure that Jupyter shows as a PNG even when pyplot was never imported.
+
+    The figures here are not registered with pyplot (so nothing is shown twice and nothing
+    leaks), but then IPython's inline backend may not be loaded to render them; ``_repr_png_``
+    covers that case. Where the backend is loaded, its own formatter is used instead.
+    """
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png")
+        return buffer.getvalue()
+
+
+def new_figure(figsize: tuple[float, float], layout: str = "constrained") -> Figure:
+    """A pyplot-free figure that displays itself in Jupyter; every figure here starts with it."""
+    return _NotebookFigure(figsize=figsize, layout=layout)
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def as_grid(x: Any) -> np.ndarray:
+    """``x`` as a NumPy array of shape ``(H, W)`` or ``(H, W, 3)``, dtype kept.
+
+    Accepts NumPy arrays, tensors and nested lists; ``(H, W, 1)`` becomes ``(H, W)``.
+    """
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    arr = np.asarray(x)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    ok = (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] == 3)) and arr.size > 0
+    if not ok:
+        hint = (
+            "; for a channels-first (3, H, W) tensor use x.permute(1, 2, 0)"
+            if arr.ndim == 3 and arr.shape[0] in (1, 3)
+            else ""
+        )
+        raise ValueError(
+            f"expected a 2-D matrix (H, W) or an image (H, W, 3), but got shape "
+            f"{tuple(arr.shape)}{hint}"
+        )
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
+        raise TypeError(f"expected numbers (int, float or uint8), but got dtype {arr.dtype}")
+    return arr
+
+
+def as_cell(cell: Sequence[int]) -> tuple[int, int]:
+    """``(row, col)`` as Python ints; NumPy integers are fine, floats and bools are not."""
+    try:
+        if len(cell) == 2 and not any(isinstance(v, bool | np.bool_) for v in cell):
+            return operator.index(cell[0]), operator.index(cell[1])
+    except TypeError:
+        pass
+    raise TypeError(f"a cell must be a (row, col) pair of ints, but got {cell!r}")
+
+
+def window_indices(
+    out_cell: tuple[int, int],
+    kernel_size: IntOrPair,
+    stride: IntOrPair | None = None,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+    *,
+    padded: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Input rows and columns that output cell ``out_cell`` pools over; the window is their product.
+
+    Output row ``i`` starts at input row ``i*stride - padding`` and takes ``kernel_size`` rows,
+    ``dilation`` apart; columns likewise. Coordinates are those of the unpadded input (negative,
+    or ``>= H``, inside the padding) unless ``padded=True`` shifts them by ``padding`` so that
+    they index the padded input.
+
+    >>> window_indices((1, 0), kernel_size=2)  # stride defaults to the kernel size
+    (array([2, 3]), array([0, 1]))
+    """
+    (kh, kw), (ph, pw), (dh, dw) = (
+        pair(kernel_size, "kernel_size"),
+        pair(padding, "padding"),
+        pair(dilation, "dilation"),
+    )
+    sh, sw = (kh, kw) if stride is None else pair(stride, "stride")
+    if min(kh, kw, sh, sw, dh, dw) <= 0 or min(ph, pw) < 0:
+        raise ValueError(
+            f"kernel_size, stride and dilation must be positive and padding non-negative, but "
+            f"got kernel_size={kernel_size}, stride={stride}, padding={padding}, dilation={dilation}"
+        )
+    i, j = as_cell(out_cell)
+    if i < 0 or j < 0:
+        raise ValueError(f"out_cell must be a pair of non-negative ints, but got {out_cell!r}")
+    rows = i * sh - ph + dh * np.arange(kh)
+    cols = j * sw - pw + dw * np.arange(kw)
+    if padded:
+        rows, cols = rows + ph, cols + pw
+    return rows, cols
+
+
+@dataclass(frozen=True)
+class PoolResult:
+    """What PyTorch returns for one pooling call, laid out like the input.
+
+    ``output``: float64, ``(H_out, W_out)`` for a matrix or ``(H_out, W_out, C)`` for an image.
+    ``argmax``: same shape, int64 flat index ``row * W + col`` into the unpadded input of the cell
+    each max came from (PyTorch's ``return_indices``); ``None`` for average pooling.
+    """
+
+    output: np.ndarray
+    argmax: np.ndarray | None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Spatial output shape ``(H_out, W_out)``."""
+        return int(self.output.shape[0]), int(self.output.shape[1])
+
+
+def pool_array(
+    x: Any,
+    kernel_size: IntOrPair,
+    stride: IntOrPair | None = None,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+    ceil_mode: bool = False,
+    op: str = "max",
+) -> PoolResult:
+    """Pool a matrix or an image (each channel on its own) with PyTorch, in float64.
+
+    Arguments go to PyTorch unchanged, so settings it refuses raise PyTorch's own error; that
+    includes ``op="avg"`` with a dilation other than 1 (``avg_pool2d`` has no ``dilation``).
+    """
+    if op not in ("max", "avg"):
+        raise ValueError(f"op must be 'max' or 'avg', but got {op!r}")
+    arr = as_grid(x)
+    chw = arr[None] if arr.ndim == 2 else np.moveaxis(arr, -1, 0)
+    t = torch.from_numpy(np.ascontiguousarray(chw, dtype=np.float64))[None]  # (1, C, H, W)
+    argmax = None
+    if op == "max":
+        out, idx = F.max_pool2d(
+            t, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode, return_indices=True
+        )
+        argmax = idx[0].numpy()
+    elif dilation not in (1, (1, 1), [1, 1]):
+        # Ask PyTorch anyway, so the learner reads its own refusal.
+        out = F.avg_pool2d(t, kernel_size, stride, padding, ceil_mode, dilation=dilation)
+    else:
+        out = F.avg_pool2d(t, kernel_size, stride, padding, ceil_mode)  # count_include_pad=True
+    out = out[0].numpy()
+    if arr.ndim == 2:
+        return PoolResult(out[0], None if argmax is None else argmax[0])
+    return PoolResult(
+        np.moveaxis(out, 0, -1), None if argmax is None else np.moveaxis(argmax, 0, -1)
+    )
+
+
+def format_value(v: float) -> str:
+    """Short text for a cell: ``3``, ``2.5``, ``0.33``, ``−∞``."""
+    v = float(v)
+    if np.isnan(v):
+        return ""
+    if np.isinf(v):
+        return "∞" if v > 0 else "−∞"
+    if abs(v - round(v)) < 1e-9:
+        return str(int(round(v))).replace("-", "−")
+    return f"{v:.2f}".rstrip("0").rstrip(".").replace("-", "−")
+
+
+def shape_text(arr: np.ndarray) -> str:
+    """``"4×4"`` for a matrix, ``"32×32×3"`` for an image."""
+    return "×".join(str(n) for n in arr.shape)
+
+
+def _param_text(value: IntOrPair | None) -> str:
+    if value is None:
+        return "None"
+    a, b = pair(value, "value")
+    return str(a) if a == b else f"({a}, {b})"
+
+
+# --------------------------------------------------------------------------- drawing helpers
+
+
+@dataclass(frozen=True)
+class _Canvas:
+    """The region of input coordinates a figure shows: the input, its padding, and any part of a
+    ``ceil_mode`` window that hangs past the padding (``overhang``)."""
+
+    top: int
+    left: int
+    bottom: int
+    right: int
+    height: int  # of the input
+    width: int
+    pad: tuple[int, int]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.bottom - self.top + 1, self.right - self.left + 1
+
+    def kind(self, r: int, c: int) -> str:
+        """``"input"``, ``"padding"`` or ``"overhang"`` for the cell at row r, column c."""
+        ph, pw = self.pad
+        if 0 <= r < self.height and 0 <= c < self.width:
+            return "input"
+        if -ph <= r < self.height + ph and -pw <= c < self.width + pw:
+            return "padding"
+        return "overhang"
+
+
+def _canvas(arr: np.ndarray, out_shape, kernel_size, stride, padding, dilation) -> _Canvas:
+    (kh, kw), (ph, pw), (dh, dw) = pair(kernel_size, "k"), pair(padding, "p"), pair(dilation, "d")
+    sh, sw = (kh, kw) if stride is None else pair(stride, "s")
+    h, w = arr.shape[:2]
+    last_row = (out_shape[0] - 1) * sh - ph + dh * (kh - 1)
+    last_col = (out_shape[1] - 1) * sw - pw + dw * (kw - 1)
+    return _Canvas(-ph, -pw, max(h - 1 + ph, last_row), max(w - 1 + pw, last_col), h, w, (ph, pw))
+
+
+def _display(arr: np.ndarray, uint8_scale: bool) -> np.ndarray:
+    """An image array as imshow wants it: floats in 0..1."""
+    img = arr.astype(np.float64) / (255.0 if uint8_scale else 1.0)
+    return np.clip(img, 0.0, 1.0)
+
+
+def _halo(colour) -> list:
+    """A rim of the cell's own colour around a number, so a line crossing it stays readable."""
+    return [patheffects.withStroke(linewidth=3.5, foreground=colour)]
+
+
+def _fontsize(texts: Sequence[str], cell_inches: float = CELL_INCHES) -> float:
+    longest = max((len(t) for t in texts), default=1)
+    return float(min(13.0, cell_inches * 72 * 0.85 / max(2.0, 0.62 * longest)))
+
+
+def _style_grid_axes(ax: Axes, canvas: _Canvas, annotate: bool) -> None:
+    ax.set_xlim(canvas.left - 0.5, canvas.right + 0.5)
+    ax.set_ylim(canvas.bottom + 0.5, canvas.top - 0.5)
+    ax.set_xlabel("column")
+    ax.set_ylabel("row")
+    if annotate:
+        ax.set_xticks(np.arange(canvas.left, canvas.right + 1))
+        ax.set_yticks(np.arange(canvas.top, canvas.bottom + 1))
+        ax.set_xticks(np.arange(canvas.left - 0.5, canvas.right + 1), minor=True)
+        ax.set_yticks(np.arange(canvas.top - 0.5, canvas.bottom + 1), minor=True)
+        ax.grid(which="minor", color="white", linewidth=2)
+        ax.tick_params(which="minor", length=0)
+        ax.tick_params(which="major", length=0, labelsize=8)
+        ax.set_axisbelow(False)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+    else:
+        ax.tick_params(labelsize=8)
+
+
+def _draw_input(
+    ax: Axes,
+    arr: np.ndarray,
+    canvas: _Canvas,
+    *,
+    annotate: bool,
+    op: str,
+    norm: Normalize,
+    bold: set[tuple[int, int]] = frozenset(),
+):
+    """Input, padding and overhang on ``ax``; returns the image artist (for a colorbar)."""
+    h, w = arr.shape[:2]
+    ph, pw = canvas.pad
+    if ph or pw:
+        ax.add_patch(
+            Rectangle(
+                (-pw - 0.5, -ph - 0.5), w + 2 * pw, h + 2 * ph,
+                facecolor=PADDING_FACE, edgecolor="#9a9a9a", hatch=None if annotate else "///",
+                linewidth=0, zorder=0, gid="padding",
+            )
+        )  # fmt: skip
+    pad_right, pad_bottom = w - 1 + pw, h - 1 + ph
+    if canvas.right > pad_right or canvas.bottom > pad_bottom:
+        for xy, width, height in (
+            ((pad_right + 0.5, canvas.top - 0.5), canvas.right - pad_right, canvas.shape[0]),
+            ((canvas.left - 0.5, pad_bottom + 0.5), pad_right - canvas.left + 1,
+             canvas.bottom - pad_bottom),
+        ):  # fmt: skip
+            if width > 0 and height > 0:
+                ax.add_patch(
+                    Rectangle(
+                        xy, width, height, facecolor="white", edgecolor="#b0b0b0", hatch="..",
+                        linewidth=0, zorder=0, gid="overhang",
+                    )
+                )  # fmt: skip
+    extent = (-0.5, w - 0.5, h - 0.5, -0.5)
+    if arr.ndim == 3:
+        image = ax.imshow(
+            _display(arr, arr.dtype == np.uint8), extent=extent, interpolation="nearest", zorder=1
+        )
+    else:
+        cmap = _PALE_BLUES if annotate else "gray"
+        image = ax.imshow(
+            arr, cmap=cmap, norm=norm, extent=extent, interpolation="nearest", zorder=1
+        )
+    if not (ph or pw) and not annotate:
+        ax.add_patch(
+            Rectangle(
+                (-0.5, -0.5), w, h, fill=False, edgecolor="black", linewidth=0.8, zorder=2,
+                gid="input-border",
+            )
+        )  # fmt: skip
+    if annotate:
+        pad_text = "−∞" if op == "max" else "0"
+        texts = {(r, c): format_value(arr[r, c]) for r in range(h) for c in range(w)}
+        size = _fontsize([*texts.values(), pad_text])
+        for (r, c), text in texts.items():
+            heavy = (r, c) in bold
+            ax.text(
+                c, r, text, ha="center", va="center", fontsize=size, zorder=5,
+                fontweight="bold" if heavy else "normal", color=ARGMAX if heavy else "black",
+                path_effects=_halo(_PALE_BLUES(norm(arr[r, c]))),
+            )  # fmt: skip
+        for r in range(canvas.top, canvas.bottom + 1):
+            for c in range(canvas.left, canvas.right + 1):
+                if canvas.kind(r, c) == "padding":
+                    ax.text(
+                        c, r, pad_text, ha="center", va="center", fontsize=size * 0.85,
+                        color="#555555", zorder=5, path_effects=_halo(PADDING_FACE),
+                    )  # fmt: skip
+    return image
+
+
+def _draw_window(ax: Axes, rows: np.ndarray, cols: np.ndarray, annotate: bool) -> None:
+    """Highlight the window: one rectangle, or one square per tap when the window is dilated."""
+    fill = "none"  # an outline keeps the cells' own colours and numbers readable
+    lw = 3.5 if annotate else 2.2
+    effects = None if annotate else _OUTLINE
+    dilated = (len(rows) > 1 and rows[1] - rows[0] > 1) or (len(cols) > 1 and cols[1] - cols[0] > 1)
+    if not dilated:
+        ax.add_patch(
+            Rectangle(
+                (cols[0] - 0.5, rows[0] - 0.5), len(cols), len(rows), facecolor=fill,
+                edgecolor=HIGHLIGHT, linewidth=lw, zorder=4, gid="window", path_effects=effects,
+            )
+        )  # fmt: skip
+        return
+    ax.add_patch(
+        Rectangle(
+            (cols[0] - 0.5, rows[0] - 0.5), cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1,
+            fill=False, edgecolor=HIGHLIGHT, linewidth=1.2, linestyle="--", zorder=4,
+            gid="window-extent",
+        )
+    )  # fmt: skip
+    for r, c in itertools.product(rows, cols):
+        ax.add_patch(
+            Rectangle(
+                (c - 0.5, r - 0.5), 1, 1, facecolor=fill, edgecolor=HIGHLIGHT, linewidth=lw,
+                zorder=4, gid="window-cell", path_effects=effects,
+            )
+        )  # fmt: skip
+
+
+def _draw_argmax(ax: Axes, cells: Sequence[tuple[int, int]], annotate: bool) -> None:
+    """Mark where each channel's maximum sits: a circle (matrix) or coloured dots (image)."""
+    if annotate or len(cells) == 1:
+        r, c = cells[0]
+        if annotate:
+            ax.add_patch(
+                Circle((c, r), 0.4, fill=False, edgecolor=ARGMAX, linewidth=2.2, zorder=6,
+                       gid="argmax")
+            )  # fmt: skip
+        else:
+            ax.plot(c, r, "o", ms=7, mfc="none", mec=ARGMAX, mew=2, zorder=6, gid="argmax")
+        return
+    # Offsets in points, not pixels: three winners in one small pixel stay three visible dots.
+    for (r, c), colour, dx in zip(cells, CHANNEL_COLOURS, (-5, 0, 5), strict=False):
+        shifted = offset_copy(ax.transData, fig=ax.figure, x=dx, y=0, units="points")
+        ax.plot(c, r, "o", ms=5, mfc=colour, mec="black", mew=0.7, zorder=6, gid="argmax",
+                transform=shifted)  # fmt: skip
+
+
+def _draw_output(
+    ax: Axes, out: np.ndarray, cell: tuple[int, int], *, annotate: bool, norm, uint8_scale: bool
+):
+    ho, wo = out.shape[:2]
+    extent = (-0.5, wo - 0.5, ho - 0.5, -0.5)
+    if out.ndim == 3:
+        image = ax.imshow(_display(out, uint8_scale), extent=extent, interpolation="nearest")
+    else:
+        cmap = _PALE_BLUES if annotate else "gray"
+        image = ax.imshow(out, cmap=cmap, norm=norm, extent=extent, interpolation="nearest")
+    canvas = _Canvas(0, 0, ho - 1, wo - 1, ho, wo, (0, 0))
+    _style_grid_axes(ax, canvas, annotate)
+    ax.yaxis.tick_right()  # keeps the gap free for the arrow from the window
+    ax.yaxis.set_label_position("right")
+    if annotate:
+        texts = {(r, c): format_value(out[r, c]) for r in range(ho) for c in range(wo)}
+        size = _fontsize(list(texts.values()))
+        for (r, c), text in texts.items():
+            ax.text(c, r, text, ha="center", va="center", fontsize=size, zorder=5,
+                    path_effects=_halo(_PALE_BLUES(norm(out[r, c]))))  # fmt: skip
+    r, c = cell
+    ax.add_patch(
+        Rectangle(
+            (c - 0.5, r - 0.5), 1, 1, facecolor="none", edgecolor=HIGHLIGHT,
+            linewidth=3.5 if annotate else 2.2, zorder=4, gid="output-cell",
+            path_effects=None if annotate else _OUTLINE,
+        )
+    )  # fmt: skip
+    return image
+
+
+def _norm(arr: np.ndarray) -> Normalize:
+    lo, hi = float(np.min(arr)), float(np.max(arr))
+    return Normalize(lo, hi if hi > lo else lo + 1)
+
+
+def _auto_annotate(arr: np.ndarray, canvas: _Canvas, annotate: bool | None) -> bool:
+    if annotate is None:
+        return arr.ndim == 2 and max(canvas.shape) <= TOY_LIMIT
+    if annotate and arr.ndim == 3:
+        raise ValueError("annotate=True writes numbers into cells and needs a 2-D matrix")
+    return annotate
+
+
+def _check_cell(cell: tuple[int, int], out_shape: tuple[int, int]) -> tuple[int, int]:
+    i, j = as_cell(cell)
+    if not (0 <= i < out_shape[0] and 0 <= j < out_shape[1]):
+        raise ValueError(
+            f"output cell {(i, j)} is outside the output of shape {out_shape[0]}×{out_shape[1]}; "
+            f"allowed are rows 0..{out_shape[0] - 1} and columns 0..{out_shape[1] - 1}"
+        )
+    return i, j
+
+
+def argmax_cells(result: PoolResult, cell: tuple[int, int], shape: tuple[int, int],
+                 window: tuple[np.ndarray, np.ndarray]) -> list[tuple[int, int]]:  # fmt: skip
+    """Input ``(row, col)`` of each channel's maximum for one output cell of a max pooling.
+
+    Empty when the window holds no input cell at all (it lies wholly in the padding: PyTorch
+    then outputs −∞ and its index means nothing) or for average pooling.
+    """
+    rows, cols = window
+    if result.argmax is None or not (
+        any(0 <= r < shape[0] for r in rows) and any(0 <= c < shape[1] for c in cols)
+    ):
+        return []
+    flat = np.atleast_1d(result.argmax[cell])  # one index per channel
+    return [(int(f // shape[1]), int(f % shape[1])) for f in flat]
+
+
+def _settings_text(kernel_size, stride, padding, dilation, ceil_mode, op) -> str:
+    text = (
+        f"{op} pooling: kernel {_param_text(kernel_size)}, "
+        f"stride {_param_text(kernel_size if stride is None else stride)}, "
+        f"padding {_param_text(padding)}, dilation {_param_text(dilation)}"
+    )
+    return text + (", ceil_mode" if ceil_mode else "")
+
+
+def _input_title(
+    arr: np.ndarray, padding: IntOrPair, op: str, annotate: bool, canvas: _Canvas
+) -> str:
+    ph, pw = pair(padding, "padding")
+    title = f"input {shape_text(arr)}"
+    if ph or pw:
+        pad = "−∞ border" if op == "max" else "zero border, counted in the mean"
+        title += f" + padding {_param_text(padding)}" + (f" ({pad})" if annotate else "")
+    if canvas.bottom >= arr.shape[0] + ph or canvas.right >= arr.shape[1] + pw:
+        title += "\ndotted: past the edge, ignored (ceil_mode)"
+    return title
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def plot_matrix(
+    x: Any,
+    ax: Axes | None = None,
+    *,
+    title: str | None = None,
+    highlight: Sequence[tuple[int, int]] = (),
+) -> Figure:
+    """Draw a small matrix with its numbers in the cells, optionally highlighting some cells.
+
+    The title defaults to the shape (``"4×4"``). Raises ``ValueError`` for more than 16 cells a
+    side (the numbers would not be readable); use :func:`show_image_grid` for images.
+    """
+    arr = as_grid(x)
+    if arr.ndim != 2 or max(arr.shape) > TOY_LIMIT:
+        raise ValueError(
+            f"plot_matrix draws 2-D matrices up to {TOY_LIMIT}×{TOY_LIMIT}, but got shape "
+            f"{arr.shape}; use show_image_grid for images"
+        )
+    canvas = _Canvas(0, 0, arr.shape[0] - 1, arr.shape[1] - 1, *arr.shape, (0, 0))
+    if ax is None:
+        fig = new_figure(
+            figsize=(CELL_INCHES * arr.shape[1] + 1.0, CELL_INCHES * arr.shape[0] + 1.0)
+        )
+        ax = fig.add_subplot()
+    _draw_input(ax, arr, canvas, annotate=True, op="max", norm=_norm(arr))
+    _style_grid_axes(ax, canvas, annotate=True)
+    for r, c in highlight:
+        ax.add_patch(
+            Rectangle((c - 0.5, r - 0.5), 1, 1, facecolor="none", edgecolor=HIGHLIGHT,
+                      linewidth=3.5, zorder=4, gid="highlight")
+        )  # fmt: skip
+    ax.set_title(shape_text(arr) if title is None else title)
+    return ax.figure
+
+
+def plot_window(
+    x: Any,
+    kernel_size: IntOrPair,
+    stride: IntOrPair | None = None,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+    out_cell: tuple[int, int] = (0, 0),
+    ax: Axes | None = None,
+    *,
+    ceil_mode: bool = False,
+    op: str = "max",
+    annotate: bool | None = None,
+    title: str | None = None,
+) -> Figure:
+    """The input with the window of one output cell highlighted and its maximum marked.
+
+    The window is a rectangle, or one square per tap when ``dilation > 1``. Padding is drawn as a
+    grey border (``−∞`` cells for max pooling, ``0`` for average pooling, which counts them); parts
+    of a ``ceil_mode`` window beyond the padding are dotted, PyTorch ignores them. For max pooling
+    the winning cell (from PyTorch's ``return_indices``) is circled, or, in an RGB image, marked
+    with one red, green and blue dot per channel, since each channel picks its own winner.
+    Settings PyTorch refuses raise PyTorch's error.
+    """
+    arr = as_grid(x)
+    result = pool_array(arr, kernel_size, stride, padding, dilation, ceil_mode, op)
+    cell = _check_cell(out_cell, result.shape)
+    canvas = _canvas(arr, result.shape, kernel_size, stride, padding, dilation)
+    annotate = _auto_annotate(arr, canvas, annotate)
+    if ax is None:
+        fig = _sized_figure(canvas, annotate, panels=1)
+        ax = fig.add_subplot()
+    rows, cols = window_indices(cell, kernel_size, stride, padding, dilation)
+    winners = argmax_cells(result, cell, arr.shape[:2], (rows, cols))
+    image = _draw_input(ax, arr, canvas, annotate=annotate, op=op, norm=_norm(arr),
+                        bold=set(winners[:1]) if annotate else set())  # fmt: skip
+    _style_grid_axes(ax, canvas, annotate)
+    _draw_window(ax, rows, cols, annotate)
+    if winners:
+        _draw_argmax(ax, winners, annotate)
+    if arr.ndim == 2 and not annotate:
+        ax.figure.colorbar(image, ax=ax, shrink=0.8)
+    default = (
+        f"{_input_title(arr, padding, op, annotate, canvas)}\n"
+        f"window of output cell {cell}"
+        + ("\n" if annotate else ": ")
+        + f"kernel {_param_text(kernel_size)}, "
+        f"stride {_param_text(kernel_size if stride is None else stride)}, "
+        f"dilation {_param_text(dilation)}"
+    )
+    ax.set_title(default if title is None else title, fontsize=10)
+    return ax.figure
+
+
+def _sized_figure(canvas: _Canvas, annotate: bool, panels: int, out_canvas=None) -> Figure:
+    if not annotate:
+        return new_figure(figsize=(4.6 * panels + 0.6, 4.8), layout="constrained")
+    rows, cols = canvas.shape
+    width = max(4.2, CELL_INCHES * cols + 1.2)
+    height = CELL_INCHES * rows + 2.5
+    if out_canvas is not None:
+        width += max(2.6, CELL_INCHES * out_canvas[1] + 1.2) + 0.8
+    return new_figure(figsize=(width, height), layout="constrained")
+
+
+def plot_pooling(
+    x: Any,
+    kernel_size: IntOrPair,
+    stride: IntOrPair | None = None,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+    ceil_mode: bool = False,
+    op: str = "max",
+    *,
+    cell: tuple[int, int] = (0, 0),
+    axes: Sequence[Axes] | None = None,
+    annotate: bool | None = None,
+    link: bool = True,
+    suptitle: str | None = None,
+) -> Figure:
+    """Input (with the window of ``cell``) beside the pooled output (with ``cell`` highlighted).
+
+    Titles carry the shapes (``"input 4×4"``, ``"output 2×2"``); window and output cell share the
+    highlight colour and an arrow links them (``link=False`` drops it). Matrices keep one colour
+    scale on both sides, so a max-pooled number keeps its colour. Images are pooled per channel
+    and both panels are drawn the same size, so the output's coarser pixels are visible.
+    ``axes``: two existing axes to draw into.
+    """
+    arr = as_grid(x)
+    result = pool_array(arr, kernel_size, stride, padding, dilation, ceil_mode, op)
+    cell = _check_cell(cell, result.shape)
+    canvas = _canvas(arr, result.shape, kernel_size, stride, padding, dilation)
+    annotate = _auto_annotate(arr, canvas, annotate)
+    if axes is None:
+        fig = _sized_figure(canvas, annotate, panels=2, out_canvas=result.shape)
+        ratios = [canvas.shape[1], max(result.shape[1], 0.45 * canvas.shape[1])]
+        ax_in, ax_out = fig.subplots(1, 2, width_ratios=ratios if annotate else [1, 1])
+    else:
+        ax_in, ax_out = axes
+        fig = ax_in.figure
+    rows, cols = window_indices(cell, kernel_size, stride, padding, dilation)
+    winners = argmax_cells(result, cell, arr.shape[:2], (rows, cols))
+    norm = _norm(arr)
+    image = _draw_input(ax_in, arr, canvas, annotate=annotate, op=op, norm=norm,
+                        bold=set(winners[:1]) if annotate else set())  # fmt: skip
+    _style_grid_axes(ax_in, canvas, annotate)
+    _draw_window(ax_in, rows, cols, annotate)
+    if winners:
+        _draw_argmax(ax_in, winners, annotate)
+    _draw_output(ax_out, result.output, cell, annotate=annotate, norm=norm,
+                 uint8_scale=arr.dtype == np.uint8)  # fmt: skip
+    if arr.ndim == 2 and not annotate:
+        fig.colorbar(image, ax=[ax_in, ax_out], shrink=0.8, label="value (both panels)")
+    ax_in.set_title(_input_title(arr, padding, op, annotate, canvas), fontsize=10)
+    out_title = f"output {shape_text(result.output)}"
+    ax_out.set_title(out_title, fontsize=10)
+    if link:
+        _link(ax_in, ax_out, (cols[-1] + 0.5, (rows[0] + rows[-1]) / 2), (cell[1] - 0.5, cell[0]))
+    fig.suptitle(
+        _settings_text(kernel_size, stride, padding, dilation, ceil_mode, op)
+        if suptitle is None
+        else suptitle,
+        fontsize=11,
+    )
+    return fig
+
+
+def _link(ax_in: Axes, ax_out: Axes, xy_in: tuple[float, float], xy_out: tuple[float, float]):
+    """An arrow from the window to its output cell that passes *under* the numbers of both grids.
+
+    One copy lives in each axes below the cell texts (zorder 4.5 < 5): the input's copy is
+    unclipped and draws the part over the input and the gap; the output axes, drawn later, cover
+    it with their own copy, clipped to the output axes.
+    """
+    for host, clip in ((ax_in, False), (ax_out, True)):
+        arrow = ConnectionPatch(
+            xyA=xy_in, coordsA=ax_in.transData, xyB=xy_out, coordsB=ax_out.transData,
+            arrowstyle="-|>", mutation_scale=16, color=HIGHLIGHT, linewidth=2, zorder=4.5,
+            gid="link",
+        )  # fmt: skip
+        host.add_artist(arrow)
+        arrow.set_clip_on(clip)
+        arrow.set_in_layout(False)  # else constrained layout shrinks the input to make room
+
+
+def _cell_label(values: np.ndarray, winners: Sequence[bool], uint8_scale: bool) -> list[str]:
+    """One line per channel: ``"R 201"`` (images) or the bare number (matrices)."""
+    if values.size == 1:
+        return [format_value(values.flat[0])]
+    fmt = format_value if uint8_scale else (lambda v: f"{v:.2f}")
+    return [f"{name} {fmt(v)}" for name, v in zip("RGB", values, strict=True)]
+
+
+def _value_cell(ax: Axes, xy, values, face, winners, uint8_scale: bool, fontsize: float) -> None:
+    """One enlarged cell: its colour, its value(s), winners in bold, argmax dots for images."""
+    x, y = xy
+    ax.add_patch(Rectangle((x - 0.5, y - 0.5), 1, 1, facecolor=face, edgecolor="white",
+                           linewidth=2, zorder=1, gid="value-cell"))  # fmt: skip
+    lines = _cell_label(np.atleast_1d(values), winners, uint8_scale)
+    light = matplotlib.colors.to_rgb(face)
+    ink = "black" if 0.299 * light[0] + 0.587 * light[1] + 0.114 * light[2] > 0.5 else "white"
+    n = len(lines)
+    for k, (line, won) in enumerate(zip(lines, winners, strict=True)):
+        ax.text(
+            x, y + (k - (n - 1) / 2) * 0.26, line, ha="center", va="center", fontsize=fontsize,
+            fontweight="bold" if won else "normal", color=ARGMAX if won and n == 1 else ink,
+            zorder=5, path_effects=_halo(face),
+        )  # fmt: skip
+    if n == 1 and winners[0]:
+        ax.add_patch(Circle((x, y), 0.3, fill=False, edgecolor=ARGMAX, linewidth=2.2, zorder=6,
+                            gid="argmax"))  # fmt: skip
+    if n == 3 and any(winners):
+        for won, colour, dx in zip(winners, CHANNEL_COLOURS, (-0.22, 0.0, 0.22), strict=True):
+            if won:
+                ax.plot(x + dx, y - 0.4, "o", ms=6, mfc=colour, mec="black", mew=0.8, zorder=6,
+                        gid="argmax")  # fmt: skip
+
+
+def _window_equation(arr, canvas: _Canvas, rows, cols, op: str, result: float) -> str:
+    """``"max(1, 3, 4, 6) = 6"`` or ``"(0 + 0 + 3 + 2) / 4 = 1.25"`` for one window of a matrix.
+
+    Padding enters as −∞ (max) or 0 (avg, PyTorch's ``count_include_pad=True``); cells past the
+    padding (``ceil_mode``) are left out, and so are they from the divisor, as in PyTorch.
+    """
+    terms = []
+    for r, c in itertools.product(rows, cols):
+        kind = canvas.kind(int(r), int(c))
+        if kind == "input":
+            terms.append(format_value(arr[r, c]))
+        elif kind == "padding":
+            terms.append("−∞" if op == "max" else "0")
+    if op == "max":
+        return f"max({', '.join(terms)}) = {format_value(result)}"
+    return f"({' + '.join(terms)}) / {len(terms)} = {format_value(result)}"
+
+
+def plot_window_values(
+    x: Any,
+    kernel_size: IntOrPair,
+    stride: IntOrPair | None = None,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+    out_cell: tuple[int, int] = (0, 0),
+    *,
+    ceil_mode: bool = False,
+    op: str = "max",
+) -> Figure:
+    """The window of one output cell, enlarged, with every value written out, beside that cell.
+
+    Only the window's taps are drawn (a dilated window closes up), ticks give their input
+    coordinates. For an RGB image each pixel shows its R, G and B values; each channel's maximum
+    is bold and dotted in its colour, which shows that max pooling takes a channel's maximum
+    independently, so the output pixel may be a colour that no input pixel has.
+    """
+    arr = as_grid(x)
+    result = pool_array(arr, kernel_size, stride, padding, dilation, ceil_mode, op)
+    cell = _check_cell(out_cell, result.shape)
+    rows, cols = window_indices(cell, kernel_size, stride, padding, dilation)
+    canvas = _canvas(arr, result.shape, kernel_size, stride, padding, dilation)
+    h, w = arr.shape[:2]
+    rgb = arr.ndim == 3
+    uint8_scale = arr.dtype == np.uint8
+    channels = 3 if rgb else 1
+    winners = argmax_cells(result, cell, (h, w), (rows, cols))
+    norm = _norm(arr)
+    cell_in = 1.05 if rgb else 0.6
+    fontsize = 9.5 if rgb else 12
+    fig = new_figure(
+        figsize=(max(5.5, cell_in * (len(cols) + 1) + 2.6), cell_in * len(rows) + 2.1),
+        layout="constrained",
+    )
+    ax_in, ax_out = fig.subplots(1, 2, width_ratios=[len(cols), 1])
+
+    def face_of(values: np.ndarray):
+        if rgb:
+            return tuple(_display(values, uint8_scale))
+        return _PALE_BLUES(norm(values))
+
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            kind = canvas.kind(int(r), int(c))
+            if kind == "input":
+                values = arr[r, c]
+                won = [(int(r), int(c)) == wc for wc in winners] or [False] * channels
+                _value_cell(ax_in, (j, i), values, face_of(values), won, uint8_scale, fontsize)
+            else:
+                text = ("−∞" if op == "max" else "0") if kind == "padding" else "ignored"
+                ax_in.add_patch(
+                    Rectangle(
+                        (j - 0.5, i - 0.5),
+                        1,
+                        1,
+                        facecolor=PADDING_FACE,
+                        edgecolor="white",
+                        linewidth=2,
+                        gid="value-cell",
+                    )
+                )
+                ax_in.text(j, i, text, ha="center", va="center", fontsize=fontsize, color="#555555")
+    out = result.output[cell]
+    _value_cell(ax_out, (0, 0), out, face_of(out), [False] * channels, uint8_scale, fontsize)
+    ax_out.add_patch(Rectangle((-0.5, -0.5), 1, 1, fill=False, edgecolor=HIGHLIGHT, linewidth=3.5,
+                               zorder=4, gid="output-cell"))  # fmt: skip
+    ax_in.add_patch(Rectangle((-0.5, -0.5), len(cols), len(rows), fill=False, edgecolor=HIGHLIGHT,
+                              linewidth=3.5, zorder=4, gid="window"))  # fmt: skip
+    for ax, (nr, nc), rlabels, clabels in (
+        (ax_in, (len(rows), len(cols)), rows, cols),
+        (ax_out, (1, 1), [cell[0]], [cell[1]]),
+    ):
+        ax.set_xlim(-0.5, nc - 0.5)
+        ax.set_ylim(nr - 0.5, -0.5)
+        ax.set_aspect("equal")
+        ax.set_xticks(range(nc), [str(v) for v in clabels])
+        ax.set_yticks(range(nr), [str(v) for v in rlabels])
+        ax.tick_params(length=0, labelsize=8)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+    ax_in.set_xlabel("input column")
+    ax_in.set_ylabel("input row")
+    ax_out.set_xticks([])
+    ax_out.set_yticks([])
+    ax_in.set_title(f"window of output cell {cell} ({len(rows)}×{len(cols)} taps)", fontsize=10)
+    ax_out.set_title(f"{op} → output\ncell {cell}", fontsize=10)
+    _link(ax_in, ax_out, (len(cols) - 0.5, (len(rows) - 1) / 2), (-0.5, 0))
+    if not rgb:
+        fig.supxlabel(_window_equation(arr, canvas, rows, cols, op, float(out)), fontsize=11)
+    note = "\neach channel takes its own maximum" if rgb and op == "max" else ""
+    fig.suptitle(_settings_text(kernel_size, stride, padding, dilation, ceil_mode, op) + note,
+                 fontsize=11)  # fmt: skip
+    return fig
+
+
+def show_image_grid(
+    images: Sequence[Any],
+    titles: Sequence[str] | None = None,
+    ncols: int = 4,
+    *,
+    size: float = 2.2,
+    cmap: str = "gray",
+    suptitle: str | None = None,
+) -> Figure:
+    """Images side by side, ``ncols`` per row, each with its title (default: its shape).
+
+    Every image keeps its own pixel grid (no smoothing), so pooled images look as coarse as
+    they are. Images are ``(H, W)`` or ``(H, W, 3)`` (uint8 0..255 or float 0..1); 2-D arrays
+    use ``cmap`` over their own value range. One axes per image, none spare.
+    """
+    if len(images) == 0:
+        raise ValueError("show_image_grid needs at least one image, but got none")
+    if titles is not None and len(titles) != len(images):
+        raise ValueError(f"got {len(images)} images but {len(titles)} titles; give one per image")
+    if ncols < 1:
+        raise ValueError(f"ncols must be at least 1, but got {ncols}")
+    arrays = [as_grid(im) for im in images]
+    ncols = min(ncols, len(arrays))
+    nrows = -(-len(arrays) // ncols)
+    fig = new_figure(figsize=(size * ncols, size * nrows + 0.5 * nrows), layout="constrained")
+    for i, arr in enumerate(arrays):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        if arr.ndim == 3:
+            ax.imshow(_display(arr, arr.dtype == np.uint8), interpolation="nearest")
+        else:
+            ax.imshow(arr, cmap=cmap, norm=_norm(arr), interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(shape_text(arr) if titles is None else titles[i], fontsize=10)
+    if suptitle is not None:
+        fig.suptitle(suptitle)
+    return fig
