@@ -6,9 +6,11 @@ Everything here follows PyTorch's own rules (``pooling_output_shape`` and
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from torch import nn
 
 __all__ = [
@@ -21,18 +23,20 @@ __all__ = [
 
 
 def pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
-    """Return ``(h, w)`` from an int or a pair, as PyTorch's ``_pair`` does, with a clear error."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int or a pair of ints, but got a bool ({value!r})")
-    if isinstance(value, int):
-        return value, value
-    if (
-        isinstance(value, Sequence)
-        and len(value) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-    ):
-        return int(value[0]), int(value[1])
-    raise TypeError(f"{name} must be an int or a pair of ints, but got {value!r}")
+    """Return ``(h, w)`` from an int or a pair, as PyTorch's ``_pair`` does, with a clear error.
+
+    Any integer type is accepted (``int``, ``np.int64``); bools and floats are refused.
+    """
+    if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2:
+        items = tuple(value)
+    else:
+        items = (value, value)
+    try:
+        if any(isinstance(v, bool | np.bool_) for v in items):
+            raise TypeError
+        return operator.index(items[0]), operator.index(items[1])
+    except TypeError:
+        raise TypeError(f"{name} must be an int or a pair of ints, but got {value!r}") from None
 
 
 def check_pool_params(kernel_size: int, stride: int, padding: int, dilation: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -88,7 +89,8 @@ def test_invalid_settings_say_what_is_allowed(kwargs, message):
 
 def test_pair_accepts_ints_and_pairs_only():
     assert pair(3, "k") == (3, 3) and pair((2, 4), "k") == (2, 4)
-    for bad in [(1, 2, 3), "2", 2.0, True]:
+    assert pair(np.int64(2), "k") == (2, 2)
+    for bad in [(1, 2, 3), "2", 2.0, True, (1, True)]:
         with pytest.raises(TypeError, match="k must be an int or a pair of ints"):
             pair(bad, "k")
 
