@@ -1,6 +1,7 @@
 # pooling-explained: two commands set everything up on a fresh clone.
 #   make lab    create .venv if missing, install, open JupyterLab on notebooks/
 #   make test   create .venv if missing, install, run the unit tests then nbval (quick mode)
+#   make student / make site   workshop hand-outs under build/ (see the targets below)
 # A second run reuses .venv and reinstalls only when pyproject.toml changed.
 
 PYTHON ?= python3
@@ -9,7 +10,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-from-pyproject
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
-.PHONY: install lab test unit nbval run lint clean-venv
+.PHONY: install lab test unit nbval run lint student site clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -46,3 +47,11 @@ run: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pooltools tests notebooks
+
+# Workshop hand-outs: copies without solutions or outputs (build/student), and the series as a
+# static website with the committed outputs (build/site, open build/site/index.html).
+student: $(STAMP)
+	$(PY) -m pooltools.student --out build/student
+
+site: $(STAMP)
+	$(PY) -m pooltools.site --out build/site
