@@ -10,7 +10,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-from-pyproject
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
-.PHONY: install lab test unit nbval run lint student site clean-venv
+.PHONY: install lab test unit nbval run lint student site train clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,18 @@ run: $(STAMP)
 		echo "== $$nb"; \
 		POOLTOOLS_QUICK=0 $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
 			--ExecutePreprocessor.timeout=3600 "$$nb" || exit 1; \
+	done
+
+# The one recipe every committed checkpoint in data/checkpoints/ was trained with (see its README).
+# Finished checkpoints are kept and interrupted ones resume; FORCE=1 retrains from scratch.
+TRAIN_VARIANTS ?= base avgpool strided allconv convpool blurpool unpooled
+TRAIN_RECIPE := --widths 32,64,128 --convs-per-stage 1,2,2 --epochs 11 --batch-size 128 --lr 0.3 \
+	--label-smoothing 0.1 --tta --batch-augment
+train: $(STAMP)
+	@for m in $(TRAIN_VARIANTS); do \
+		echo "== train $$m"; \
+		$(PY) -m pooltools.train --model $$m $(TRAIN_RECIPE) --out data/checkpoints \
+			$(if $(FORCE),--no-resume,) || exit 1; \
 	done
 
 lint: $(STAMP)

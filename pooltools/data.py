@@ -43,6 +43,7 @@ __all__ = [
     "channel_stats",
     "to_tensor_batch",
     "augmentation",
+    "random_crop_flip",
     "CIFAR10Tensors",
     "make_loader",
 ]
@@ -437,6 +438,35 @@ def augmentation(padding: int = 4) -> Callable[[torch.Tensor], torch.Tensor]:
     return transforms.Compose(
         [transforms.RandomCrop(32, padding=padding), transforms.RandomHorizontalFlip()]
     )
+
+
+def random_crop_flip(
+    images: torch.Tensor, generator: torch.Generator, padding: int = 4
+) -> torch.Tensor:
+    """:func:`augmentation` for a whole ``(N, C, H, W)`` batch at once, drawn from ``generator``.
+
+    Each image gets its own crop offset (zero padding, uniform in ``0..2*padding`` per axis) and
+    a mirror with probability 1/2, as ``RandomCrop`` + ``RandomHorizontalFlip`` would give it,
+    but in one gather instead of ``N`` Python calls (several times faster per epoch on a CPU).
+    The result is ``channels_last`` in memory, the layout the training loop wants anyway.
+    """
+    if images.ndim != 4:
+        raise ValueError(
+            f"images must be a (N, C, H, W) batch, but got shape {tuple(images.shape)}"
+        )
+    if not isinstance(padding, int) or padding < 0:
+        raise ValueError(f"padding must be a non-negative int, but got {padding!r}")
+    n, _, h, w = images.shape
+    padded = torch.nn.functional.pad(images, (padding,) * 4)  # (N, C, H+2p, W+2p)
+    top = torch.randint(0, 2 * padding + 1, (n,), generator=generator)  # (N,)
+    left = torch.randint(0, 2 * padding + 1, (n,), generator=generator)  # (N,)
+    flip = torch.rand(n, generator=generator) < 0.5  # (N,)
+    rows = top[:, None] + torch.arange(h)  # (N, H)
+    cols = left[:, None] + torch.arange(w)  # (N, W)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)  # a mirror reads columns backwards
+    batch = torch.arange(n)[:, None, None]  # (N, 1, 1)
+    out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (N, H, W, C)
+    return out.permute(0, 3, 1, 2)  # (N, C, H, W), channels_last strides
 
 
 class CIFAR10Tensors(Dataset):

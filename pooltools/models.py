@@ -1,7 +1,8 @@
 """The model family: one small CNN backbone whose variants differ ONLY in how they downsample.
 
 Every variant is ``stage1 ... stageS`` followed by ``head``. A stage is ``convs_per_stage`` blocks
-of 3x3 conv (no bias) + BatchNorm + ReLU; every stage but the last then halves the resolution
+of 3x3 conv (no bias) + BatchNorm + ReLU (one int for every stage, or one per stage, e.g.
+``(1, 2, 2)`` for a cheap full-resolution stage 1); every stage but the last then halves the resolution
 (32 -> 16 -> 8 for three stages) in the variant's own way, and the head is global average pooling
 + a linear layer. With the defaults (``widths=(32, 64, 128)``, two convs per stage) ``base`` is::
 
@@ -164,18 +165,19 @@ class PoolNet(nn.Sequential):
         self,
         variant: str = "base",
         widths: Sequence[int] = (32, 64, 128),
-        convs_per_stage: int = 2,
+        convs_per_stage: int | Sequence[int] = 2,
         num_classes: int = 10,
         in_channels: int = 3,
         blur_padding: str = "reflect",
     ) -> None:
         _check_args(variant, widths, convs_per_stage, num_classes, in_channels, blur_padding)
+        convs = _per_stage(convs_per_stage, len(widths))
         modules: OrderedDict[str, nn.Module] = OrderedDict()
         c_in = in_channels
-        for k, width in enumerate(widths, start=1):
+        for k, (width, n_convs) in enumerate(zip(widths, convs, strict=True), start=1):
             last = k == len(widths)
             modules[f"stage{k}"] = _stage(
-                variant, c_in, width, convs_per_stage, not last, blur_padding
+                variant, c_in, width, n_convs, not last, blur_padding
             )  # (N, width, H/2**(k-1), W/2**(k-1)) before this stage's pool
             c_in = width
         modules["head"] = nn.Sequential(
@@ -189,7 +191,9 @@ class PoolNet(nn.Sequential):
         self.variant = variant
         self.arch_kwargs: dict[str, Any] = {
             "widths": [int(w) for w in widths],
-            "convs_per_stage": int(convs_per_stage),
+            "convs_per_stage": (
+                int(convs_per_stage) if isinstance(convs_per_stage, int) else list(convs)
+            ),
             "num_classes": int(num_classes),
             "in_channels": int(in_channels),
             "blur_padding": blur_padding,
@@ -214,8 +218,21 @@ def _check_args(variant, widths, convs_per_stage, num_classes, in_channels, blur
         raise ValueError(
             f"widths must be a non-empty sequence of positive ints, but got {widths!r}"
         )
+    if not isinstance(convs_per_stage, int) or isinstance(convs_per_stage, bool):
+        if (
+            isinstance(convs_per_stage, (str, bytes))
+            or not isinstance(convs_per_stage, Sequence)
+            or len(convs_per_stage) != len(widths)
+            or not all(
+                isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in convs_per_stage
+            )
+        ):
+            raise ValueError(
+                f"convs_per_stage must be a positive int or a sequence of positive ints, one per "
+                f"stage ({len(widths)} here), but got {convs_per_stage!r}"
+            )
     for name, value in [
-        ("convs_per_stage", convs_per_stage),
+        ("convs_per_stage", convs_per_stage if isinstance(convs_per_stage, int) else 1),
         ("num_classes", num_classes),
         ("in_channels", in_channels),
     ]:
@@ -225,16 +242,24 @@ def _check_args(variant, widths, convs_per_stage, num_classes, in_channels, blur
         raise ValueError(f"blur_padding must be one of {BLUR_PADDINGS}, but got {blur_padding!r}")
 
 
+def _per_stage(convs_per_stage: int | Sequence[int], stages: int) -> list[int]:
+    """``convs_per_stage`` as one count per stage (an int applies to every stage)."""
+    if isinstance(convs_per_stage, int):
+        return [convs_per_stage] * stages
+    return [int(c) for c in convs_per_stage]
+
+
 def build_model(
     name: str,
     widths: Sequence[int] = (32, 64, 128),
-    convs_per_stage: int = 2,
+    convs_per_stage: int | Sequence[int] = 2,
     num_classes: int = 10,
     **kw: Any,
 ) -> PoolNet:
     """Build variant ``name`` (one of :data:`VARIANTS`); ``kw``: ``in_channels``, ``blur_padding``.
 
-    Same ``widths`` and ``convs_per_stage`` give every variant the same convolutions; only the
+    ``convs_per_stage`` is one int for all stages or one per stage. Same ``widths`` and
+    ``convs_per_stage`` give every variant the same convolutions; only the
     downsampling differs. Seed first (``pooltools.config.seed_everything``) for identical weights.
     """
     if name not in VARIANTS:

@@ -36,7 +36,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from pooltools.checkpoint import load_checkpoint, load_weights, save_checkpoint, to_plain
-from pooltools.config import get_device, is_quick, seed_everything
+from pooltools.config import data_dir, get_device, is_quick, seed_everything
+from pooltools.data import random_crop_flip
 from pooltools.models import VARIANTS, build_model
 
 __all__ = [
@@ -60,7 +61,10 @@ class TrainConfig:
     ``epochs`` is the length of the run, or its upper bound when ``time_budget`` (seconds) is
     set. ``batch_size``, ``subset``/``test_subset`` (a seeded stratified subset of that many
     images; ``None``: the whole split) and ``augment`` are only used when :func:`train` builds
-    the CIFAR-10 loaders itself; loaders passed in are used as they are.
+    the CIFAR-10 loaders itself; loaders passed in are used as they are. ``batch_augment`` moves
+    the random crop + flip out of the loader's per-image torchvision transforms into the loop,
+    one seeded batch at a time (:func:`pooltools.data.random_crop_flip`, same distribution,
+    faster); it applies to any train loader, so pass un-augmented ones with it.
     """
 
     model: str = "base"
@@ -77,6 +81,7 @@ class TrainConfig:
     subset: int | None = None
     test_subset: int | None = None
     augment: bool = True
+    batch_augment: bool = False
     tta: bool = False
     channels_last: bool = True
 
@@ -230,7 +235,7 @@ def evaluate(
 
 
 def make_cifar_loaders(
-    config: TrainConfig, root: str | Path = "data"
+    config: TrainConfig, root: str | Path | None = None
 ) -> tuple[DataLoader, DataLoader]:
     """CIFAR-10 train (shuffled, augmented if ``config.augment``) and test loaders.
 
@@ -250,7 +255,7 @@ def make_cifar_loaders(
         train_y,
         config.batch_size,
         train=True,
-        augment=config.augment,
+        augment=config.augment and not config.batch_augment,
         stats=stats,
         seed=config.seed,
     )
@@ -328,11 +333,15 @@ def _train_epoch(
     config: TrainConfig,
     device: torch.device,
     bar: tqdm,
+    augment: torch.Generator | None = None,
 ) -> tuple[float, float, float]:
-    """One pass over ``loader``; returns (mean loss, accuracy, last lr)."""
+    """One pass over ``loader``; returns (mean loss, accuracy, last lr). With an ``augment``
+    generator every batch is randomly cropped and flipped first (``config.batch_augment``)."""
     model.train()
     total_loss, correct, count, lr = 0.0, 0, 0, float("nan")
     for x, y in loader:
+        if augment is not None:
+            x = random_crop_flip(x, augment)  # (B, 3, 32, 32)
         x, y = _to_device(x, device, config.channels_last), y.to(device)
         lr = schedule.step()
         logits = model(x)  # (B, num_classes)
@@ -370,11 +379,13 @@ def _final_metrics(history: list[dict[str, Any]], model: nn.Module, tta: bool) -
 
 
 def _config_diff(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """What differs; a field that an older checkpoint lacks counts as its default value."""
+    defaults = TrainConfig().to_dict()
     keys = sorted(set(saved) | set(current))
     return [
-        f"{k}: {saved.get(k)!r} -> {current.get(k)!r}"
+        f"{k}: {saved.get(k, defaults.get(k))!r} -> {current.get(k)!r}"
         for k in keys
-        if saved.get(k) != current.get(k)
+        if saved.get(k, defaults.get(k)) != current.get(k)
     ]
 
 
@@ -429,6 +440,10 @@ def train(
         total_steps=config.epochs * steps_per_epoch,
     )
     generators = _loader_generators(train_loader)
+    augment = None
+    if config.batch_augment:  # its own stream, saved and restored with the loader's
+        augment = torch.Generator().manual_seed(config.seed + 2**32)
+        generators.append(augment)
     history: list[dict[str, Any]] = []
     start_epoch, planned_epochs, wall_offset = 0, config.epochs, 0.0
     path = Path(checkpoint_path) if checkpoint_path is not None else None
@@ -484,7 +499,7 @@ def train(
                 disable=not progress,
             ) as batch_bar:
                 train_loss, train_acc, lr = _train_epoch(
-                    model, train_loader, optimizer, schedule, config, device, batch_bar
+                    model, train_loader, optimizer, schedule, config, device, batch_bar, augment
                 )
             metrics = evaluate(model, test_loader, config.tta, device, config.channels_last)
             epoch += 1
@@ -610,6 +625,12 @@ def checkpoint_name(model: str, seed: int = 0, quick: bool = False) -> str:
     return model + (f"-seed{seed}" if seed != 0 else "") + ("-quick" if quick else "")
 
 
+def _int_or_ints(text: str) -> int | list[int]:
+    """``"2"`` -> ``2``; ``"1,2,2"`` -> ``[1, 2, 2]`` (one value per stage)."""
+    values = [int(v) for v in text.split(",")]
+    return values[0] if len(values) == 1 and "," not in text else values
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m pooltools.train",
@@ -634,7 +655,9 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="1 epoch on a small seeded subset (also on with POOLTOOLS_QUICK=1)",
     )
-    p.add_argument("--out", type=Path, default=Path("data/checkpoints"), help="checkpoint folder")
+    p.add_argument(
+        "--out", type=Path, default=None, help="checkpoint folder (default: data/checkpoints)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--subset", type=int, default=None, help="train on N images (stratified)")
     p.add_argument("--test-subset", type=int, default=None, help="evaluate on N test images")
@@ -647,8 +670,18 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="comma-separated stage widths, e.g. 32,64,128",
     )
-    p.add_argument("--convs-per-stage", type=int, default=None)
+    p.add_argument(
+        "--convs-per-stage",
+        type=_int_or_ints,
+        default=None,
+        help="convs in every stage (2), or one count per stage, e.g. 1,2,2",
+    )
     p.add_argument("--tta", action="store_true", help="evaluate with horizontal-flip averaging")
+    p.add_argument(
+        "--batch-augment",
+        action="store_true",
+        help="random crop + flip per batch in the loop (faster than per-image torchvision)",
+    )
     p.add_argument(
         "--no-resume", action="store_true", help="start over even if a checkpoint exists"
     )
@@ -686,6 +719,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, bool]:
         subset=subset,
         test_subset=test_subset,
         tta=args.tta,
+        batch_augment=args.batch_augment,
     )
     return config, quick
 
@@ -694,7 +728,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit status."""
     args = _parser().parse_args(argv)
     config, quick = config_from_args(args)
-    path = args.out / f"{checkpoint_name(config.model, config.seed, quick)}.pt"
+    out = args.out if args.out is not None else data_dir() / "checkpoints"
+    path = out / f"{checkpoint_name(config.model, config.seed, quick)}.pt"
     result = train(
         config, checkpoint_path=path, resume=not args.no_resume, progress=not args.no_progress
     )

@@ -592,6 +592,37 @@ def test_augmentation_keeps_shapes_and_makes_padded_crops_and_flips():
     assert not torch.equal(x, plain)
 
 
+def test_random_crop_flip_equals_torchvision_crop_and_flip_per_image():
+    tvf = pytest.importorskip("torchvision.transforms.v2.functional")
+    images = torch.randn(64, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    out = data.random_crop_flip(images, torch.Generator().manual_seed(1), padding=4)
+    # replay the same draws, one image at a time, with torchvision's functional ops
+    g = torch.Generator().manual_seed(1)
+    top, left = torch.randint(0, 9, (64,), generator=g), torch.randint(0, 9, (64,), generator=g)
+    flip = torch.rand(64, generator=g) < 0.5
+    for i in range(64):
+        expected = tvf.crop(tvf.pad(images[i], [4]), int(top[i]), int(left[i]), 32, 32)
+        expected = tvf.horizontal_flip(expected) if flip[i] else expected
+        assert torch.equal(out[i], expected), i
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert 0 < int(flip.sum()) < 64 and len(set(top.tolist())) > 4  # both ways, many offsets
+
+
+def test_random_crop_flip_is_seeded_and_hand_checkable():
+    images = torch.randn(8, 3, 32, 32)
+    runs = [data.random_crop_flip(images, torch.Generator().manual_seed(s)) for s in (5, 5, 6)]
+    assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
+    x = torch.arange(4.0).view(1, 1, 2, 2)  # [[0, 1], [2, 3]]
+    crops = {tuple(data.random_crop_flip(x, torch.Generator().manual_seed(s), 1).flatten().tolist())
+             for s in range(200)}  # fmt: skip
+    assert (0.0, 1.0, 2.0, 3.0) in crops and (1.0, 0.0, 3.0, 2.0) in crops  # centre, mirrored
+    assert (0.0, 0.0, 0.0, 0.0) in crops and (3.0, 0.0, 0.0, 0.0) in crops  # zero-padded corners
+    with pytest.raises(ValueError, match=r"must be a \(N, C, H, W\) batch"):
+        data.random_crop_flip(torch.randn(3, 32, 32), torch.Generator())
+    with pytest.raises(ValueError, match="padding must be a non-negative int"):
+        data.random_crop_flip(x, torch.Generator(), padding=-1)
+
+
 def test_augmentation_does_not_depend_on_the_number_of_workers():
     images, labels = random_dataset(32)
     kwargs = dict(batch_size=8, train=True, augment=True, seed=3)

@@ -149,6 +149,33 @@ def test_defaults_and_configurable_depth():
     assert model.variant == "base" and deep.arch_kwargs["widths"] == [8, 16]
 
 
+@pytest.mark.parametrize("name", VARIANTS)
+def test_convs_per_stage_can_differ_per_stage(name):
+    per_stage = build_model(name, widths=(4, 8, 16), convs_per_stage=(1, 2, 3))
+    counts = [
+        sum(isinstance(m, nn.Conv2d) and n.startswith("conv") for n, m in stage.named_children())
+        for stage in (per_stage.stage1, per_stage.stage2, per_stage.stage3)
+    ]
+    extra = 1 if name == "convpool" else 0  # convpool's extra conv in each downsampling stage
+    assert counts == [1 + extra, 2 + extra, 3]
+    assert per_stage.arch_kwargs["convs_per_stage"] == [1, 2, 3]
+    assert per_stage(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    # a per-stage tuple of equal counts builds exactly the int's model
+    torch.manual_seed(0)
+    as_int = build_model(name, **TINY)
+    torch.manual_seed(0)
+    as_tuple = build_model(name, widths=TINY["widths"], convs_per_stage=(2, 2, 2))
+    sa, sb = as_int.state_dict(), as_tuple.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert summary(as_int).macs == summary(as_tuple).macs
+
+
+@pytest.mark.parametrize("convs", [(1, 2), (1, 0, 2), (1, 2.0, 2), "122", (True, 1, 1)])
+def test_bad_per_stage_convs_say_what_is_allowed(convs):
+    with pytest.raises(ValueError, match=r"one per stage \(3 here\)"):
+        build_model("base", widths=(4, 8, 16), convs_per_stage=convs)
+
+
 def test_same_seed_same_weights():
     torch.manual_seed(3)
     a = build_model("allconv", **TINY)

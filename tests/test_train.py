@@ -234,6 +234,35 @@ def test_resume_after_an_interruption_equals_a_straight_run(tmp_path, loaders):
     assert same_weights(resumed.model, straight.model)
 
 
+def test_batch_augment_is_seeded_resumable_and_changes_the_run(tmp_path):
+    config = tiny_config(epochs=3, batch_augment=True)
+    straight = train(config, *tensor_loaders(), progress=False)
+    again = train(config, *tensor_loaders(), progress=False)
+    assert without_times(again.history) == without_times(straight.history)
+    plain = train(tiny_config(epochs=3), *tensor_loaders(), progress=False)
+    assert without_times(plain.history) != without_times(straight.history)  # it did augment
+    path = tmp_path / "run.pt"
+    with pytest.raises(Interrupt):
+        train(config, *tensor_loaders(), checkpoint_path=path, progress=False,
+              callback=interrupt_after(1))  # fmt: skip
+    resumed = train(config, *tensor_loaders(), checkpoint_path=path, progress=False)
+    assert without_times(resumed.history) == without_times(straight.history)
+    assert same_weights(resumed.model, straight.model)
+
+
+def test_a_checkpoint_without_a_newer_field_resumes_as_its_default(tmp_path):
+    path = tmp_path / "run.pt"
+    with pytest.raises(Interrupt):
+        train(tiny_config(), *tensor_loaders(), checkpoint_path=path, progress=False,
+              callback=interrupt_after(1))  # fmt: skip
+    checkpoint = load_checkpoint(path)
+    del checkpoint["config"]["batch_augment"]  # as written before the field existed
+    assert train_module._config_diff(checkpoint["config"], tiny_config().to_dict()) == []
+    assert train_module._config_diff(
+        checkpoint["config"], tiny_config(batch_augment=True).to_dict()
+    ) == ["batch_augment: False -> True"]
+
+
 def test_finished_run_is_loaded_not_retrained(tmp_path, monkeypatch):
     path = tmp_path / "run.pt"
     first = train(tiny_config(epochs=2), *tensor_loaders(), checkpoint_path=path, progress=False)
@@ -316,6 +345,13 @@ def test_refuses_a_checkpoint_of_another_architecture(finished_run):
         load_weights(wider, path)
 
 
+def test_per_stage_convs_round_trip_through_a_checkpoint(tmp_path):
+    model = build_model("convpool", widths=[4, 8], convs_per_stage=[1, 2])
+    save_checkpoint(tmp_path / "m.pt", model, config={}, history=[])
+    loaded, _ = load_model(tmp_path / "m.pt")
+    assert loaded.arch_kwargs["convs_per_stage"] == [1, 2] and same_weights(loaded, model)
+
+
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "foreign dict"])
 def test_refuses_a_corrupt_or_foreign_file_and_says_how_to_regenerate(finished_run, damage):
     path, _ = finished_run
@@ -392,6 +428,15 @@ def test_cli_arguments_become_a_config(monkeypatch):
     )
     assert config.time_budget == 600 and config.epochs == 1000  # the budget decides
     assert config.model_kwargs == {"widths": [32, 96, 192]} and config.seed == 2
+    for text, parsed in (("3", 3), ("1,2,2", [1, 2, 2]), ("2,", None)):
+        if parsed is None:
+            with pytest.raises(SystemExit):
+                parse(["--model", "base", "--convs-per-stage", text])
+            continue
+        config, _ = train_module.config_from_args(
+            parse(["--model", "base", "--convs-per-stage", text])
+        )
+        assert config.model_kwargs == {"convs_per_stage": parsed}
     assert train_module.checkpoint_name("base", 2, quick=True) == "base-seed2-quick"
     with pytest.raises(SystemExit):
         parse(["--model", "resnet"])
