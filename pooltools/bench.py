@@ -15,11 +15,9 @@ numbers: an OpenMP region waits for its slowest thread, and a descheduled one co
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -30,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from pooltools import pooling
+from pooltools.atomic import write_json_atomic
 from pooltools.config import pick
 from pooltools.nn import scratch_max_pool2d
 
@@ -213,19 +212,8 @@ def format_table(rows: Sequence[BenchRow], configs: Sequence[BenchConfig] | None
 
 
 def write_json(path: str | os.PathLike, rows: Sequence[BenchRow], header: str) -> None:
-    """Write ``{"header": ..., "rows": [...]}`` atomically (temp file in the same dir, replace)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"header": header, "rows": [asdict(row) for row in rows]}
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``{"header": ..., "rows": [...]}`` atomically (``pooltools.atomic``)."""
+    write_json_atomic(path, {"header": header, "rows": [asdict(row) for row in rows]})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

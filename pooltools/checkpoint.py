@@ -19,11 +19,9 @@ Beside ``NAME.pt`` a readable ``NAME.json`` holds the same minus the tensors.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import platform
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from pooltools.atomic import atomic_write
+from pooltools.atomic import write_json_atomic as _write_json
 from pooltools.models import VARIANTS, build_model
 
 __all__ = [
@@ -105,28 +105,10 @@ def to_plain(obj: Any, where: str = "value") -> Any:
     )
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(file)`` on a temp file in ``path``'s folder, then ``os.replace`` it into
-    place: readers see the old file or the new one, never half of one; no temp file is left."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_json_atomic(path: str | Path, obj: Any) -> Path:
     """Write ``obj`` as indented JSON (NaN/inf as null), atomically."""
     path = Path(path)
-    text = json.dumps(_json_safe(obj), indent=2) + "\n"
-    _atomic_write(path, lambda f: f.write(text.encode()))
-    return path
+    return _write_json(path, _json_safe(obj))
 
 
 def _json_safe(obj: Any) -> Any:
@@ -169,7 +151,7 @@ def save_checkpoint(
         "environment": to_plain(environment_info(device), "environment"),
         "training_state": to_plain(training_state, "training_state"),
     }
-    _atomic_write(path, lambda f: torch.save(checkpoint, f))
+    atomic_write(path, lambda f: torch.save(checkpoint, f))
     if write_json:
         summary = {
             k: v for k, v in checkpoint.items() if k not in ("model_state", "training_state")

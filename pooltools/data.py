@@ -20,7 +20,6 @@ import logging
 import math
 import os
 import pickle
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
@@ -31,6 +30,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from pooltools.atomic import atomic_write
 from pooltools.config import data_dir
 
 __all__ = [
@@ -275,19 +275,8 @@ def _read_cache(path: Path, counts: np.ndarray, source: str) -> tuple[np.ndarray
 
 
 def _write_cache(path: Path, **arrays: np.ndarray) -> None:
-    """Write an uncompressed ``.npz`` atomically: a temp file in the same folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private (0600); a cache may be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write an uncompressed ``.npz`` atomically (``pooltools.atomic``)."""
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def _check_arrays(images: np.ndarray, labels: np.ndarray, counts: np.ndarray | None) -> None:

@@ -25,7 +25,8 @@ import nbformat
 from nbconvert import HTMLExporter
 from nbformat import NotebookNode
 
-from pooltools.student import notebook_paths, student_copy, write_notebook, write_text_atomic
+from pooltools.atomic import write_text_atomic
+from pooltools.student import notebook_paths, student_copy, write_notebook
 
 __all__ = [
     "SITE_TITLE",

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 from nbformat import NotebookNode
+
+from pooltools.atomic import write_text_atomic
 
 __all__ = [
     "NOTEBOOKS_DIR",
@@ -31,7 +31,6 @@ __all__ = [
     "clear_outputs",
     "stub_cell",
     "student_copy",
-    "write_text_atomic",
     "write_notebook",
     "build_student",
     "main",
@@ -131,29 +130,6 @@ def student_copy(nb: NotebookNode, name: str) -> NotebookNode:
     clear_outputs(student)
     nbformat.validate(student)
     return student
-
-
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` (UTF-8) via a temp file in the same folder and ``os.replace``: readers see
-    the old file or the new one, never half of one, and no temp file is left behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def write_notebook(nb: NotebookNode, path: str | Path) -> Path:

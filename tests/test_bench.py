@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from pooltools import bench
 from pooltools.bench import (
@@ -30,20 +29,6 @@ TINY = (
         naive_shape=(1, 1, 8, 8),
     ),
 )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Run this module's torch ops on one thread, then restore the setting.
-
-    On a small machine shared with other jobs, every multi-threaded (OpenMP) op waits for a
-    worker thread that may be descheduled: the 5-step training test took 6 s with 2 threads and
-    0.07 s with 1. The results tested here do not depend on the thread count.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 EXPECTED = {

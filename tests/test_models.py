@@ -12,17 +12,6 @@ from torch import nn
 from pooltools.models import VARIANTS, BlurPool2d, build_model, summary
 from pooltools.shapes import receptive_field
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; a second one on a busy 2-core machine can make
-    every forward pass ~100x slower (threads spin-waiting for a core)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 HALVING = ("base", "avgpool", "strided", "allconv", "convpool", "blurpool")
 TINY = {"widths": (4, 8, 16), "convs_per_stage": 2}
 

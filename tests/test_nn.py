@@ -17,20 +17,6 @@ from pooltools.shapes import receptive_field
 INF, NAN = float("inf"), float("nan")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Run this module's torch ops on one thread, then restore the setting.
-
-    On a small machine shared with other jobs, every multi-threaded (OpenMP) op waits for a
-    worker thread that may be descheduled: the 5-step training test took 6 s with 2 threads and
-    0.07 s with 1. The results tested here do not depend on the thread count.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _valid(size: tuple[int, int], k, s, p, d, ceil_mode) -> bool:
     """Whether PyTorch accepts the config (it is the judge, not our own shape code)."""
     try:

@@ -47,16 +47,6 @@ def tiny_config(**overrides) -> TrainConfig:
     return TrainConfig(**settings)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and a second thread on a busy 2-core machine can
-    make every step ~100x slower (threads spin-waiting for a core)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tensor_loaders(n: int = 48, batch_size: int = 16) -> tuple[DataLoader, DataLoader]:
     """Noisy images whose brightness gives the class away (so a tiny net can learn them); the
     train loader shuffles with its own seeded generator."""
