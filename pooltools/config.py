@@ -78,7 +78,8 @@ def seed_everything(seed: int = 0) -> torch.Generator:
 
 
 def run_header(data: bool = True) -> str:
-    """One-line description of this run: mode, device, threads and (optionally) the data source.
+    """One-line description of this run: mode, device, threads, machine and its load average (so a
+    timing measured beside other work says so), and (optionally) the data source.
 
     Every notebook prints it in its first output, so a reader knows what produced the numbers.
     """
@@ -88,7 +89,8 @@ def run_header(data: bool = True) -> str:
         f"device: {device.type}"
         + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""),
         f"torch {torch.__version__}, {torch.get_num_threads()} threads",
-        f"machine: {platform.machine()} {os.cpu_count()} cores",
+        f"machine: {platform.machine()} {os.cpu_count()} cores"
+        + (f", load {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""),
     ]
     if data:
         from pooltools.data import describe_source
