@@ -15,6 +15,7 @@ with every module's train/eval flag restored afterwards. Tensors come back on th
 :func:`deconvnet`              Zeiler & Fergus (2014): unpool with max-pool switches, rectify,
                                transposed convs, down to the input
 :func:`linear_probe`           Alain & Bengio (2016): how linearly decodable a layer's features are
+:func:`linear_probes`          the same for several layers, with one pass over the images
 =============================  ===============================================================
 
 Layers are named as in ``model.named_modules()`` (``"stage2.relu2"``, ``"stage1.pool"``).
@@ -44,6 +45,7 @@ __all__ = [
     "effective_receptive_field",
     "TopK",
     "top_activating",
+    "top_activating_channels",
     "VisResult",
     "visualize_channel",
     "visualize_channels",
@@ -51,6 +53,7 @@ __all__ = [
     "deconvnet",
     "ProbeResult",
     "linear_probe",
+    "linear_probes",
 ]
 
 Layers = str | Sequence[str]
@@ -337,21 +340,43 @@ def top_activating(
     Forward passes run in batches and keep only the one channel's map. Ties go to the lower
     image index and, within an image, to the first maximum in row-major order.
     """
+    return top_activating_channels(model, layer, [channel], images, k, batch_size)[0]
+
+
+def top_activating_channels(
+    model: nn.Module,
+    layer: str,
+    channels: Sequence[int],
+    images: torch.Tensor,
+    k: int = 9,
+    batch_size: int = 256,
+) -> list[TopK]:
+    """:func:`top_activating` for several channels of one layer, with one pass over the images
+    (the expensive part); the result for a channel does not depend on the others."""
     _check_images(images)
     _resolve(model, layer)
+    channels = [int(c) for c in channels]
+    if not channels:
+        raise ValueError("channels is empty; give at least one channel index")
     if not 1 <= k <= len(images):
         raise ValueError(f"k must be in [1, {len(images)}] (the number of images), but got {k}")
     field = receptive_fields(model).get(layer)
     if field is None:
         raise ValueError(f"layer {layer!r} sees the whole image (a global layer): no patch to show")
 
-    def one_channel(act: torch.Tensor) -> torch.Tensor:  # (B, C', H', W') -> (B, H', W')
+    def chosen_channels(act: torch.Tensor) -> torch.Tensor:  # (B, C', H', W') -> (B, K, H', W')
         _check_spatial(act, layer)
-        _check_channel(act, layer, channel)
-        return act[:, channel]
+        for channel in channels:
+            _check_channel(act, layer, channel)
+        return act[:, channels]
 
-    maps = capture(model, images, layer, batch_size, reduce=one_channel)[layer]
-    n, h_out, w_out = maps.shape  # (N, H', W')
+    maps = capture(model, images, layer, batch_size, reduce=chosen_channels)[layer]
+    return [_top_k(maps[:, i], field, images, k) for i in range(len(channels))]
+
+
+def _top_k(maps: torch.Tensor, field: ReceptiveField, images: torch.Tensor, k: int) -> TopK:
+    """The top-``k`` of one channel's maps ``(N, H', W')``, with their receptive-field patches."""
+    n, h_out, w_out = maps.shape
     best, where = maps.reshape(n, -1).max(dim=1)  # (N,): max over positions and its first argmax
     order = torch.sort(best, descending=True, stable=True).indices[:k]  # (k,)
     rows, cols = where[order] // w_out, where[order] % w_out  # (k,), (k,)
@@ -492,7 +517,9 @@ def visualize_channel(
     ``[-jitter, jitter]`` (jitter and both penalties keep high-frequency noise out). Pixels are
     clipped to 0..1 after every step. The model sees ``(pixels - mean) / std``: pass the
     normalization it was trained with (``pooltools.data.channel_stats`` of its training images);
-    ``None`` means no normalization (mean 0, std 1).
+    ``None`` means no normalization (mean 0, std 1). Aim at the layer *before* a ReLU (its
+    BatchNorm): a channel that is off on the starting image has a zero gradient through the ReLU
+    and would never move.
     """
     return visualize_channels(
         model, layer, [channel], steps, lr, jitter, l2, tv, seed, image_size, mean, std, objective
@@ -743,6 +770,27 @@ def linear_probe(
     for ``epochs`` epochs. Softmax regression is convex: the result measures the features, not
     the optimizer.
     """
+    return linear_probes(
+        model, [layer], train, test, epochs, lr, seed, batch_size, weight_decay
+    )[layer]
+
+
+def linear_probes(
+    model: nn.Module,
+    layers: Sequence[str],
+    train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    epochs: int = 30,
+    lr: float = 0.01,
+    seed: int = 0,
+    batch_size: int = 256,
+    weight_decay: float = 0.0,
+) -> dict[str, ProbeResult]:
+    """:func:`linear_probe` for several layers: ``{layer: ProbeResult}``, in the order given.
+
+    The features of every layer come from one pass over the images (the expensive part); each
+    layer's probe is then trained exactly as :func:`linear_probe` trains it alone.
+    """
     (x_train, y_train), (x_test, y_test) = train, test
     y_train, y_test = torch.as_tensor(y_train).long(), torch.as_tensor(y_test).long()
     if len(x_train) != len(y_train) or len(x_test) != len(y_test):
@@ -752,10 +800,32 @@ def linear_probe(
         )
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be positive, got {epochs}, {batch_size}")
-    f_train = capture(model, x_train, layer, batch_size, reduce=_pooled)[layer].double()  # (N, F)
-    f_test = capture(model, x_test, layer, batch_size, reduce=_pooled)[layer].double()
-    f_train, f_test = _standardize(f_train, f_test)
+    names = list(_resolve(model, layers))
+    feats_train = capture(model, x_train, names, batch_size, reduce=_pooled)  # {layer: (N, F)}
+    feats_test = capture(model, x_test, names, batch_size, reduce=_pooled)
     classes = int(max(y_train.max(), y_test.max())) + 1
+    return {
+        name: _fit_probe(
+            *_standardize(feats_train[name].double(), feats_test[name].double()),
+            y_train, y_test, classes, epochs, lr, seed, batch_size, weight_decay,
+        )  # fmt: skip
+        for name in names
+    }
+
+
+def _fit_probe(
+    f_train: torch.Tensor,
+    f_test: torch.Tensor,
+    y_train: torch.Tensor,
+    y_test: torch.Tensor,
+    classes: int,
+    epochs: int,
+    lr: float,
+    seed: int,
+    batch_size: int,
+    weight_decay: float,
+) -> ProbeResult:
+    """Softmax regression from zero weights on standardized features ``(N, F)``."""
     probe = nn.Linear(f_train.shape[1], classes)
     nn.init.zeros_(probe.weight)
     nn.init.zeros_(probe.bias)

@@ -599,3 +599,33 @@ def test_linear_probe_on_a_cnn_layer_uses_one_feature_per_channel():
     assert result.features == 8 and 0 <= result.test_acc <= 1
     with pytest.raises(ValueError, match="differ in length"):
         fe.linear_probe(model, "stage2.relu1", (train[0], train[1][:5]), test)
+
+
+def test_linear_probes_one_pass_gives_each_layer_what_linear_probe_gives_it_alone():
+    model, layers = tiny("base"), ["stage1.relu1", "stage2.pool", "stage3.relu1"]
+    train = (images(40, 16, seed=0), torch.arange(40) % 3)
+    test = (images(20, 16, seed=1), torch.arange(20) % 3)
+    forwards = []
+    handle = model.register_forward_pre_hook(lambda *_: forwards.append(1))
+    together = fe.linear_probes(model, layers, train, test, epochs=3, batch_size=64)
+    handle.remove()
+    assert list(together) == layers and len(forwards) == 2  # one pass over train, one over test
+    for layer in layers:
+        assert together[layer] == fe.linear_probe(model, layer, train, test, epochs=3, batch_size=64)
+
+
+def test_top_activating_channels_equals_one_channel_at_a_time_in_one_pass():
+    model, x = tiny("base"), images(12)
+    forwards = []
+    handle = model.register_forward_pre_hook(lambda *_: forwards.append(1))
+    many = fe.top_activating_channels(model, "stage2.relu1", [5, 0, 3], x, k=4, batch_size=12)
+    handle.remove()
+    assert len(forwards) == 1
+    for channel, top in zip([5, 0, 3], many, strict=True):
+        alone = fe.top_activating(model, "stage2.relu1", channel, x, k=4)
+        for field in ("indices", "values", "patches", "boxes", "positions"):
+            torch.testing.assert_close(getattr(top, field), getattr(alone, field))
+    with pytest.raises(ValueError, match="channels is empty"):
+        fe.top_activating_channels(model, "stage2.relu1", [], x)
+    with pytest.raises(ValueError, match=r"channel must be in \[0, 8\)"):
+        fe.top_activating_channels(model, "stage2.relu1", [1, 8], x, k=2)
