@@ -37,13 +37,10 @@ nbval: $(STAMP)
 	POOLTOOLS_QUICK=1 $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider \
 		--nbval-cell-timeout=600 $(NOTEBOOKS)
 
-# Execute every notebook in place in full mode, to refresh the committed outputs.
+# Execute every notebook in place in full mode, to refresh the committed outputs, and time each
+# run in full and quick mode into data/reference_timings.json (notebook 00 predicts run times from it).
 run: $(STAMP)
-	@for nb in $(NOTEBOOKS); do \
-		echo "== $$nb"; \
-		POOLTOOLS_QUICK=0 $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
-			--ExecutePreprocessor.timeout=3600 "$$nb" || exit 1; \
-	done
+	$(PY) -m pooltools.setup_check record --save-full --notebooks $(NOTEBOOKS)
 
 # The one recipe every committed checkpoint in data/checkpoints/ was trained with (see its README).
 # Finished checkpoints are kept and interrupted ones resume; FORCE=1 retrains from scratch.
@@ -53,7 +50,7 @@ TRAIN_RECIPE := --widths 32,64,128 --convs-per-stage 1,2,2 --epochs 11 --batch-s
 train: $(STAMP)
 	@for m in $(TRAIN_VARIANTS); do \
 		echo "== train $$m"; \
-		$(PY) -m pooltools.train --model $$m $(TRAIN_RECIPE) --out data/checkpoints \
+		POOLTOOLS_QUICK=0 $(PY) -m pooltools.train --model $$m $(TRAIN_RECIPE) --out data/checkpoints \
 			$(if $(FORCE),--no-resume,) || exit 1; \
 	done
 
