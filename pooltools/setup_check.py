@@ -578,11 +578,11 @@ def check_speed(probe: ProbeResult, reference: dict[str, Any] | None) -> Check:
     if reference is None:
         return Check("speed", True, f"{measured}; no reference timings, so no predictions")
     ratio = reference["probe"]["images_per_s"] / probe.images_per_s
-    compare = f"{ratio:.1f}x as long as" if ratio >= 1.05 else (
-        "about as long as" if ratio > 0.95 else f"{1 / ratio:.1f}x faster than")  # fmt: skip
+    compare = f"take {ratio:.1f}x as long as" if ratio >= 1.05 else (
+        "take about as long as" if ratio > 0.95 else f"run {1 / ratio:.1f}x faster than")  # fmt: skip
     return Check(
         "speed", True,
-        f"{measured}; expect the training parts to take {compare} on the reference machine",
+        f"{measured}; expect the training parts to {compare} on the reference machine",
     )  # fmt: skip
 
 

@@ -281,9 +281,9 @@ def test_expected_run_times_scale_by_the_speed_ratio():
 def test_speed_check_with_and_without_reference():
     assert "no reference timings" in setup_check.check_speed(probe_at(500.0), None).detail
     slower = setup_check.check_speed(probe_at(500.0), REFERENCE)
-    assert slower.ok and "2.0x as long as" in slower.detail
+    assert slower.ok and "training parts to take 2.0x as long as" in slower.detail
     assert "one epoch of CIFAR-10 takes about 2 min" in slower.detail  # 50,000 / 500 = 100 s
-    assert "2.0x faster than" in setup_check.check_speed(probe_at(2000.0), REFERENCE).detail
+    assert "training parts to run 2.0x faster than" in setup_check.check_speed(probe_at(2000.0), REFERENCE).detail
     assert "about as long as" in setup_check.check_speed(probe_at(1010.0), REFERENCE).detail
 
 
