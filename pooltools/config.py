@@ -77,20 +77,30 @@ def seed_everything(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def device_name(device: torch.device | None = None) -> str:
+    """``cpu``, ``mps``, or ``cuda (<GPU name>)`` for ``device`` (default: :func:`get_device`)."""
+    device = get_device() if device is None else device
+    return device.type + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else "")
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (None where the OS has none): how busy the machine was."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
 def run_header(data: bool = True) -> str:
     """One-line description of this run: mode, device, threads, machine and its load average (so a
     timing measured beside other work says so), and (optionally) the data source.
 
     Every notebook prints it in its first output, so a reader knows what produced the numbers.
     """
-    device = get_device()
+    load = load_average()
     parts = [
         f"mode: {mode()}",
-        f"device: {device.type}"
-        + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""),
+        f"device: {device_name()}",
         f"torch {torch.__version__}, {torch.get_num_threads()} threads",
         f"machine: {platform.machine()} {os.cpu_count()} cores"
-        + (f", load {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""),
+        + (f", load {load:.1f}" if load is not None else ""),
     ]
     if data:
         from pooltools.data import describe_source

@@ -75,7 +75,14 @@ _MEMO: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
 
 
 class CIFAR10NotFoundError(FileNotFoundError):
-    """No usable CIFAR-10 source; the message lists what was looked at and how to provide it."""
+    """No usable CIFAR-10 source; the message lists what was looked at and how to provide it.
+
+    ``looked_at``: those places, one line each, each saying what was wrong there.
+    """
+
+    def __init__(self, message: str, looked_at: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.looked_at = list(looked_at)
 
 
 # --------------------------------------------------------------------------- loading
@@ -97,7 +104,7 @@ def load_cifar10(
     root = _root(root)
     folder = _env_folder()
     if folder is not None:
-        files = _list_image_folder(folder, split, root)
+        files = list_image_folder(folder, split, root)
         key = ("folder", split, _folder_key(folder, split, files))
         if key not in _MEMO:
             _MEMO[key] = _freeze(*_load_folder_cached(folder, split, files, root, key[2]))
@@ -148,14 +155,15 @@ def _not_found(looked_at: Sequence[str], root: Path) -> CIFAR10NotFoundError:
         f"  1. set {ENV_VAR} to an ImageFolder copy (train/<class>/*.jpg|*.png and "
         f"test/<class>/..., the 10 class folders {', '.join(CIFAR10_CLASSES)});\n"
         f"  2. put torchvision's {TV_FOLDER} folder under {root_abs};\n"
-        f"  3. be online so torchvision can download it (about 170 MB) into {root_abs}."
+        f"  3. be online so torchvision can download it (about 170 MB) into {root_abs}.",
+        looked_at,
     )
 
 
 # ---------------------------------------------------------------- source 1: ImageFolder
 
 
-def _list_image_folder(folder: Path, split: str, root: Path) -> list[list[str]]:
+def list_image_folder(folder: Path, split: str, root: Path) -> list[list[str]]:
     """Sorted image file names of each class, in ``CIFAR10_CLASSES`` order; checks the layout.
 
     Plain ``os.listdir`` strings: listing 50,000 names this way takes ~30 ms, Paths ~10x more.

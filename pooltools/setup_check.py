@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from pooltools import data
 from pooltools.atomic import write_json_atomic, write_text_atomic
-from pooltools.config import data_dir, get_device, pick
+from pooltools.config import data_dir, device_name, get_device, load_average, pick
 from pooltools.models import build_model
 
 try:  # packaging ships with pip/jupyter almost everywhere; the tiny parser below is the fallback
@@ -299,28 +299,6 @@ def internet_reachable(
         return False
 
 
-def _image_folder_problem(folder: Path) -> tuple[str | None, dict[str, int]]:
-    """What is wrong with an ImageFolder copy of CIFAR-10 (None if nothing), and image counts."""
-    counts = {}
-    if not folder.is_dir():
-        return f"{folder} does not exist", counts
-    for split in ("train", "test"):
-        split_dir = folder / split
-        if not split_dir.is_dir():
-            return f"{folder} has no {split}/ folder", counts
-        missing = [c for c in data.CIFAR10_CLASSES if not (split_dir / c).is_dir()]
-        if missing:
-            return f"{split_dir} lacks the class folders {', '.join(missing)}", counts
-        counts[split] = 0
-        for name in data.CIFAR10_CLASSES:
-            images = [f for f in os.listdir(split_dir / name)
-                      if f.lower().endswith(data.IMAGE_SUFFIXES) and not f.startswith(".")]  # fmt: skip
-            if not images:
-                return f"{split_dir / name} holds no .jpg/.jpeg/.png images", counts
-            counts[split] += len(images)
-    return None, counts
-
-
 def check_cifar10(
     root: str | Path | None = None, reachable: Callable[[], bool] | None = None
 ) -> Check:
@@ -340,10 +318,15 @@ def check_cifar10(
     )
     folder = os.environ.get(data.ENV_VAR, "").strip()
     if folder:
-        problem, counts = _image_folder_problem(Path(folder).expanduser().resolve())
-        if problem:
+        images = Path(folder).expanduser().resolve()
+        try:  # the layout check that load_cifar10 itself runs
+            counts = {
+                split: sum(len(files) for files in data.list_image_folder(images, split, root))
+                for split in ("train", "test")
+            }
+        except data.CIFAR10NotFoundError as error:
             return Check(
-                "CIFAR-10", False, f"{source}: {problem}",
+                "CIFAR-10", False, "; ".join(error.looked_at),
                 f"point {data.ENV_VAR} at a folder with train/<class>/ and test/<class>/ "
                 f"(the 10 classes), or unset it so torchvision loads (or downloads) it into "
                 f"{root.resolve()}",
@@ -649,12 +632,12 @@ def _cpu_name() -> str:
 
 
 def _load_average() -> float | None:
-    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+    load = load_average()
+    return None if load is None else round(load, 2)
 
 
 def machine_description() -> dict[str, Any]:
     """What produced a timing: CPU, cores, system, Python, torch, threads, device, load."""
-    device = get_device()
     return {
         "cpu": _cpu_name(),
         "arch": platform.machine(),
@@ -663,8 +646,7 @@ def machine_description() -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "device": device.type
-        + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""),
+        "device": device_name(),
     }
 
 

@@ -185,7 +185,7 @@ def test_cifar10_from_an_image_folder(monkeypatch, tmp_path):
     assert "20 train and 20 test images" in check.detail
 
 
-@pytest.mark.parametrize("layout", ["empty", "missing", "no test split", "empty class"])
+@pytest.mark.parametrize("layout", ["empty", "missing", "no test split", "empty class", "extra class"])
 def test_cifar10_broken_image_folder(monkeypatch, tmp_path, layout):
     folder = tmp_path / "cifar"
     if layout == "empty":
@@ -194,6 +194,8 @@ def test_cifar10_broken_image_folder(monkeypatch, tmp_path, layout):
         fake_image_folder(folder)
         for path in (folder / "test").rglob("*.png") if layout == "empty class" else []:
             path.unlink()
+        if layout == "extra class":  # load_cifar10 refuses it, so the check must too
+            (folder / "train" / "truck2").mkdir()
         if layout == "no test split":
             for path in sorted((folder / "test").rglob("*"), reverse=True):
                 path.unlink() if path.is_file() else path.rmdir()
@@ -202,7 +204,8 @@ def test_cifar10_broken_image_folder(monkeypatch, tmp_path, layout):
     check = setup_check.check_cifar10(tmp_path / "data", reachable=never)
     assert not check.ok and data.ENV_VAR in check.fix
     expected = {"empty": "has no train/", "missing": "does not exist",
-                "no test split": "has no test/", "empty class": "holds no .jpg"}[layout]  # fmt: skip
+                "no test split": "has no test/", "empty class": "has no .jpg",
+                "extra class": "unexpected ['truck2']"}[layout]  # fmt: skip
     assert expected in check.detail
 
 
