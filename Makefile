@@ -44,15 +44,17 @@ run: $(STAMP)
 
 # The one recipe every committed checkpoint in data/checkpoints/ was trained with (see its README).
 # Finished checkpoints are kept and interrupted ones resume; FORCE=1 retrains from scratch.
-TRAIN_VARIANTS ?= base avgpool strided allconv convpool blurpool unpooled
+# SEEDS="0 1 2" trains every variant at each seed (seed 0 is NAME.pt, seed s is NAME-seedS.pt).
+TRAIN_VARIANTS ?= base avgpool strided allconv convpool blurpool unpooled dilated
+SEEDS ?= 0
 TRAIN_RECIPE := --widths 32,64,128 --convs-per-stage 1,2,2 --epochs 11 --batch-size 128 --lr 0.3 \
 	--label-smoothing 0.1 --tta --batch-augment
 train: $(STAMP)
-	@for m in $(TRAIN_VARIANTS); do \
-		echo "== train $$m"; \
-		POOLTOOLS_QUICK=0 $(PY) -m pooltools.train --model $$m $(TRAIN_RECIPE) --out data/checkpoints \
-			$(if $(FORCE),--no-resume,) || exit 1; \
-	done
+	@for s in $(SEEDS); do for m in $(TRAIN_VARIANTS); do \
+		echo "== train $$m seed $$s"; \
+		POOLTOOLS_QUICK=0 $(PY) -m pooltools.train --model $$m --seed $$s $(TRAIN_RECIPE) \
+			--out data/checkpoints $(if $(FORCE),--no-resume,) || exit 1; \
+	done; done
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pooltools tests notebooks
@@ -60,7 +62,7 @@ lint: $(STAMP)
 # Workshop hand-outs: copies without solutions or outputs (build/student), and the series as a
 # static website with the committed outputs (build/site, open build/site/index.html).
 student: $(STAMP)
-	$(PY) -m pooltools.student --out build/student
+	$(PY) -m pooltools.tools.student --out build/student
 
 site: $(STAMP)
 	$(PY) -m pooltools.site --out build/site

@@ -26,7 +26,16 @@ one, so a forward hook there compares like with like across variants):
 ``blurpool``  ``pool.max`` = MaxPool2d(2, stride=1), then ``pool.blur`` = :class:`BlurPool2d`
               (binomial 3x3 blur, stride 2; Zhang 2019)
 ``unpooled``  no downsampling at all: every stage runs at 32x32, then global average pooling
+``dilated``   no downsampling either, but the 3x3 convs of stages 2 and 3 are dilated
+              (:data:`DILATIONS`), so the receptive field is ``base``'s without pooling
+              (Yu & Koltun 2016): the control that separates field size from downsampling
 ============  ==========================================================================
+
+Why dilations 3 and 4: every layer of ``dilated`` has stride 1, so each 3x3 conv with dilation
+``d`` widens the field by ``2d`` and the field is ``1 + 2 * sum(d)``: always odd. ``base``'s
+is 30 px (with the recipe's 1, 2, 2 convs), so 29 or 31 is as close as 3x3 layers can come; one
+dilation per stage, (3, 4) reaches 31 with the smallest largest dilation (less of each kernel
+falls on the zero padding), and its taps still cover every pixel of the field (no gridding).
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ from torch import nn
 __all__ = [
     "VARIANTS",
     "DOWNSAMPLING",
+    "DILATIONS",
     "BlurPool2d",
     "PoolNet",
     "build_model",
@@ -59,9 +69,13 @@ DOWNSAMPLING: dict[str, str] = {
     "convpool": "extra 3x3 conv (+BN+ReLU), then max pooling 2x2",
     "blurpool": "max pooling 2x2 stride 1, then binomial blur stride 2",
     "unpooled": "none (stride 1 throughout)",
+    "dilated": "none; stages 2 and 3 use dilated 3x3 convs (dilation 3, 4)",
 }
 VARIANTS: tuple[str, ...] = tuple(DOWNSAMPLING)
 BLUR_PADDINGS = ("reflect", "zeros")
+# Dilation of every 3x3 conv in stage k of ``dilated`` (stage 1 first); other variants use 1.
+# A fourth or later stage (not in the recipe) keeps the last value.
+DILATIONS: tuple[int, ...] = (1, 3, 4)
 
 
 class BlurPool2d(nn.Module):
@@ -107,11 +121,17 @@ class BlurPool2d(nn.Module):
 
 
 def _conv_bn_relu(
-    layers: OrderedDict[str, nn.Module], suffix: str, c_in: int, c_out: int, stride: int
+    layers: OrderedDict[str, nn.Module],
+    suffix: str,
+    c_in: int,
+    c_out: int,
+    stride: int,
+    dilation: int = 1,
 ) -> None:
-    """Append ``conv{suffix}``, ``bn{suffix}``, ``relu{suffix}`` to ``layers``."""
+    """Append ``conv{suffix}``, ``bn{suffix}``, ``relu{suffix}`` to ``layers``; padding equals
+    the dilation, so a stride-1 conv keeps the size."""
     layers[f"conv{suffix}"] = nn.Conv2d(
-        c_in, c_out, 3, stride, 1, bias=False
+        c_in, c_out, 3, stride, dilation, dilation, bias=False
     )  # (N, c_out, H/s, W/s)
     layers[f"bn{suffix}"] = nn.BatchNorm2d(c_out)  # (N, c_out, H/s, W/s)
     layers[f"relu{suffix}"] = nn.ReLU()  # (N, c_out, H/s, W/s); not inplace: hooks see BN output
@@ -138,17 +158,23 @@ def _downsample(variant: str, channels: int, blur_padding: str) -> nn.Module | N
                 blur=BlurPool2d(channels, 2, blur_padding),  # (N, C, H/2, W/2)
             )
         )
-    return None  # strided (the conv strides) and unpooled
+    return None  # strided (the conv strides), unpooled and dilated
 
 
 def _stage(
-    variant: str, c_in: int, c_out: int, convs: int, downsample: bool, blur_padding: str
+    variant: str,
+    c_in: int,
+    c_out: int,
+    convs: int,
+    downsample: bool,
+    blur_padding: str,
+    dilation: int = 1,
 ) -> nn.Sequential:
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     extra = 1 if variant == "convpool" and downsample else 0
     for i in range(1, convs + extra + 1):
         stride = 2 if variant == "strided" and downsample and i == convs else 1
-        _conv_bn_relu(layers, str(i), c_in if i == 1 else c_out, c_out, stride)
+        _conv_bn_relu(layers, str(i), c_in if i == 1 else c_out, c_out, stride, dilation)
     pool = _downsample(variant, c_out, blur_padding) if downsample else None
     if pool is not None:
         layers["pool"] = pool  # (N, c_out, H/2, W/2)
@@ -176,9 +202,11 @@ class PoolNet(nn.Sequential):
         c_in = in_channels
         for k, (width, n_convs) in enumerate(zip(widths, convs, strict=True), start=1):
             last = k == len(widths)
+            dilation = DILATIONS[min(k, len(DILATIONS)) - 1] if variant == "dilated" else 1
             modules[f"stage{k}"] = _stage(
-                variant, c_in, width, n_convs, not last, blur_padding
-            )  # (N, width, H/2**(k-1), W/2**(k-1)) before this stage's pool
+                variant, c_in, width, n_convs, not last, blur_padding, dilation
+            )  # (N, width, H/2**(k-1), W/2**(k-1)) before this stage's pool; 32x32 throughout
+            # for unpooled and dilated
             c_in = width
         modules["head"] = nn.Sequential(
             OrderedDict(

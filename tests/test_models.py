@@ -9,15 +9,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from pooltools.models import VARIANTS, BlurPool2d, build_model, summary
+import pooltools.models as models_module
+from pooltools.models import DILATIONS, VARIANTS, BlurPool2d, build_model, summary
 from pooltools.shapes import receptive_field
 
 HALVING = ("base", "avgpool", "strided", "allconv", "convpool", "blurpool")
 TINY = {"widths": (4, 8, 16), "convs_per_stage": 2}
 
 
-def test_variants_are_the_seven_of_the_issue():
-    assert VARIANTS == ("base", "avgpool", "strided", "allconv", "convpool", "blurpool", "unpooled")
+def test_every_variant_is_described_in_the_module_docstring_table():
+    for name in VARIANTS:
+        assert f"``{name}``" in models_module.__doc__, f"{name} is missing from the docstring table"
 
 
 @pytest.mark.parametrize("name", VARIANTS)
@@ -56,9 +58,40 @@ def test_downsampling_variants_halve_the_size_after_each_stage_but_the_last(name
     }
 
 
-def test_unpooled_keeps_full_resolution_in_every_stage():
-    shapes = _stage_shapes(build_model("unpooled", **TINY).eval(), torch.randn(2, 3, 32, 32))
+@pytest.mark.parametrize("name", ["unpooled", "dilated"])
+def test_unpooled_and_dilated_keep_full_resolution_in_every_stage(name):
+    shapes = _stage_shapes(build_model(name, **TINY).eval(), torch.randn(2, 3, 32, 32))
     assert [shapes[f"stage{k}"][-2:] for k in (1, 2, 3)] == [(32, 32)] * 3
+
+
+RECIPE_CONVS = (1, 2, 2)
+
+
+def test_dilated_convs_use_the_stage_dilations_and_pad_to_keep_the_size():
+    model = build_model("dilated", convs_per_stage=RECIPE_CONVS)
+    for k, dilation in enumerate(DILATIONS, start=1):
+        convs = [m for m in model.get_submodule(f"stage{k}").modules() if isinstance(m, nn.Conv2d)]
+        assert convs and all(c.dilation == (dilation,) * 2 == c.padding for c in convs)
+        assert all(c.stride == (1, 1) for c in convs)
+    assert not any(isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) for m in model.modules())
+
+
+def test_dilated_field_is_as_close_to_base_as_one_dilation_per_stage_allows():
+    base_field = receptive_field(build_model("base", convs_per_stage=RECIPE_CONVS))[-1].size
+    dilated_field = receptive_field(build_model("dilated", convs_per_stage=RECIPE_CONVS))[-1].size
+    # by hand: stride 1 everywhere, so each 3x3 conv with dilation d widens the field by 2d
+    assert dilated_field == 1 + 2 * sum(d * n for d, n in zip(DILATIONS, RECIPE_CONVS, strict=True))
+    best = min(
+        abs(1 + 2 * (1 + 2 * d2 + 2 * d3) - base_field) for d2 in range(1, 9) for d3 in range(1, 9)
+    )
+    assert abs(dilated_field - base_field) == best == 1  # 30 is even; a stride-1 field is odd
+
+
+def test_dilated_matches_unpooled_in_parameters_and_macs():
+    dilated, unpooled = (
+        summary(build_model(n, convs_per_stage=RECIPE_CONVS)) for n in ("dilated", "unpooled")
+    )
+    assert (dilated.params, dilated.macs) == (unpooled.params, unpooled.macs)
 
 
 @pytest.mark.parametrize("name", ["base", "avgpool", "allconv", "convpool", "blurpool"])
@@ -105,7 +138,7 @@ def test_allconv_and_convpool_are_parameter_matched():
     # one extra 3x3 conv (w*w*9 weights) + BatchNorm (2*w) in each downsampling stage
     extra = sum(w * w * 9 + 2 * w for w in TINY["widths"][:-1])
     assert count(allconv) == count(convpool) == count(base) + extra
-    for name in ("avgpool", "strided", "blurpool", "unpooled"):
+    for name in ("avgpool", "strided", "blurpool", "unpooled", "dilated"):
         assert count(build_model(name, **TINY)) == count(base), name
 
 
@@ -236,7 +269,7 @@ def _analytic_macs(name: str, widths: tuple[int, ...], convs: int, size: int = 3
     """Conv MACs = H_out * W_out * C_out * C_in * 9, stage by stage, from the architecture."""
     total, c_in, r = 0, 3, size
     for k, c in enumerate(widths):
-        down = k < len(widths) - 1 and name != "unpooled"
+        down = k < len(widths) - 1 and name not in ("unpooled", "dilated")
         half = r // 2
         for i in range(convs):
             r_out = half if name == "strided" and down and i == convs - 1 else r
