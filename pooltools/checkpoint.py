@@ -44,6 +44,7 @@ __all__ = [
     "load_weights",
     "load_model",
     "write_json_atomic",
+    "parse_checkpoint_name",
 ]
 
 FORMAT_VERSION = 1
@@ -160,6 +161,21 @@ def save_checkpoint(
         summary["training"] = {k: ts.get(k) for k in ("epoch", "planned_epochs", "finished")}
         write_json_atomic(path.with_suffix(".json"), summary)
     return path
+
+
+def parse_checkpoint_name(stem: str) -> tuple[str, int]:
+    """``"base"`` -> ``("base", 0)``, ``"allconv-seed2"`` -> ``("allconv", 2)``: the inverse of
+    :func:`pooltools.train.checkpoint_name` for real (not ``-quick``) runs.
+
+    Raises ``ValueError`` for a stem that names no variant of :data:`pooltools.models.VARIANTS`.
+    """
+    variant, sep, seed = stem.partition("-seed")
+    if variant in VARIANTS and (not sep or (seed.isdigit() and seed == str(int(seed)) != "0")):
+        return variant, int(seed) if sep else 0
+    raise ValueError(
+        f"{stem!r} is not a checkpoint name: expected VARIANT or VARIANT-seedN (N >= 1), with "
+        f"VARIANT one of {', '.join(VARIANTS)}"
+    )
 
 
 def _regenerate_hint(path: Path) -> str:

@@ -47,8 +47,8 @@ def resolve_pool_params(
 ) -> tuple[Pair, Pair, Pair, Pair]:
     """``(kernel, stride, padding, dilation)`` as ``(h, w)`` pairs, checked like PyTorch does.
 
-    ``stride=None`` (or an empty sequence, which ``F.max_pool2d`` also accepts) means
-    ``stride = kernel_size``.
+    ``stride=None`` (or an empty sequence, which ``F.max_pool2d`` and ``nn.MaxPool2d`` also
+    accept) means ``stride = kernel_size``; a 1-element tuple ``(k,)`` means ``(k, k)``.
     """
     kernel = pair(kernel_size, "kernel_size")
     no_stride = stride is None or (isinstance(stride, Sequence) and len(stride) == 0)
@@ -69,6 +69,11 @@ def _memory_format(x: torch.Tensor) -> torch.memory_format:
     ):
         return torch.channels_last
     return torch.contiguous_format
+
+
+def _lowest(dtype: torch.dtype) -> float | int:
+    """The value no input can beat: ``-inf`` for floats, the smallest integer for int dtypes."""
+    return -math.inf if dtype.is_floating_point else torch.iinfo(dtype).min
 
 
 def _full(
@@ -92,7 +97,8 @@ def _max_pool_forward(
     out_w = pool_output_size(w, kw, sw, pw, dw, ceil_mode)
     fmt = _memory_format(x)
 
-    # Pad with -inf: a padded tap can never win (-inf > m is false for every m, NaN included).
+    # Pad with -inf (the smallest int for integer inputs): a padded tap never wins, since
+    # lowest > m is false for every m, NaN included.
     # With ceil_mode the last window may reach past the right padding, so pad up to its end.
     span_h = (out_h - 1) * sh + dh * (kh - 1) + 1  # padded rows the windows touch
     span_w = (out_w - 1) * sw + dw * (kw - 1) + 1
@@ -100,7 +106,7 @@ def _max_pool_forward(
     if (padded_h, padded_w) == (h, w):  # no padding needed (e.g. k2 s2 on an even size)
         padded = x
     else:
-        padded = _full((n, c, padded_h, padded_w), -math.inf, x, x.dtype, fmt)  # (N, C, Hp, Wp)
+        padded = _full((n, c, padded_h, padded_w), _lowest(x.dtype), x, x.dtype, fmt)  # (N, C, Hp, Wp)
         padded[:, :, ph : ph + h, pw : pw + w] = x
 
     # Flat index (h*W + w, unpadded) of each window's top-left tap; may lie outside the image.
@@ -115,7 +121,7 @@ def _max_pool_forward(
     first_col = left + (-left).clamp(min=0).add(dw - 1).div(dw, rounding_mode="floor") * dw
     first_tap = first_row[:, None] * w + first_col[None, :]  # (out_h, out_w)
 
-    best = _full((n, c, out_h, out_w), -math.inf, x, x.dtype, fmt)  # (N, C, out_h, out_w)
+    best = _full((n, c, out_h, out_w), _lowest(x.dtype), x, x.dtype, fmt)  # (N, C, out_h, out_w)
     index = _full((n, c, out_h, out_w), 0, x, torch.int64, fmt)  # (N, C, out_h, out_w)
     index.copy_(first_tap.expand(n, c, out_h, out_w))
     for i in range(kh):
@@ -123,7 +129,9 @@ def _max_pool_forward(
             r, q = i * dh, j * dw  # offset of this tap inside the window
             tap = padded[:, :, r : r + (out_h - 1) * sh + 1 : sh, q : q + (out_w - 1) * sw + 1 : sw]
             # tap: (N, C, out_h, out_w), a strided view: tap[..., a, b] = padded[..., a*sh+r, b*sw+q]
-            take = (tap > best) | tap.isnan()  # strict '>': the first maximum wins a tie
+            take = tap > best  # strict '>': the first maximum wins a tie
+            if tap.is_floating_point():
+                take |= tap.isnan()
             best = torch.where(take, tap, best)
             index = torch.where(take, corner + (r * w + q), index)
     return best, index
@@ -135,11 +143,42 @@ def _max_pool_backward(
     input_shape: torch.Size,
     memory_format: torch.memory_format,
 ) -> torch.Tensor:
-    """Scatter-add ``grad_output`` into zero input planes at ``index``; differentiable itself."""
+    """Scatter-add ``grad_output`` into zero input planes at ``index``; differentiable itself.
+
+    Where windows overlap, one input pixel collects several gradients. PyTorch's CPU kernel adds
+    them one at a time in output order, rounding after each addition. ``scatter_add_`` does the
+    same in float32/float64, but in float16/bfloat16 it accumulates in float32 and rounds once,
+    so for those dtypes the additions are made in rounds: round ``r`` adds each pixel's
+    ``r``-th gradient (in output order), one rounded addition per pixel, as PyTorch does.
+    """
     n, c, h, w = input_shape
+    length = index.shape[-2] * index.shape[-1]
     planes = grad_output.new_zeros((n * c, h * w))  # (N*C, H*W): one flat row per plane
-    planes.scatter_add_(1, index.reshape(n * c, -1), grad_output.reshape(n * c, -1))
+    flat_index = index.reshape(n * c, length)  # explicit sizes: an empty batch has 0 elements
+    flat_grad = grad_output.reshape(n * c, length)
+    if grad_output.dtype in (torch.float16, torch.bfloat16) and flat_index.numel():
+        rank = _rank_in_output_order(flat_index)  # (N*C, L)
+        zero = flat_grad.new_zeros(())
+        for r in range(int(rank.max()) + 1):
+            planes = planes.scatter_add(1, flat_index, torch.where(rank == r, flat_grad, zero))
+    else:
+        planes.scatter_add_(1, flat_index, flat_grad)
     return planes.view(n, c, h, w).contiguous(memory_format=memory_format)  # (N, C, H, W)
+
+
+def _rank_in_output_order(flat_index: torch.Tensor) -> torch.Tensor:
+    """For each output, how many earlier outputs of its plane point at the same input pixel."""
+    rows, length = flat_index.shape
+    key = flat_index + torch.arange(rows, device=flat_index.device)[:, None] * (flat_index.max() + 1)
+    order = torch.sort(key.reshape(-1), stable=True).indices  # grouped by pixel, output order kept
+    sorted_key = key.reshape(-1)[order]
+    position = torch.arange(order.numel(), device=key.device)
+    starts = torch.ones_like(sorted_key, dtype=torch.bool)
+    starts[1:] = sorted_key[1:] != sorted_key[:-1]
+    group_start = torch.where(starts, position, 0).cummax(0).values
+    rank = torch.empty_like(position)
+    rank[order] = position - group_start
+    return rank.view(rows, length)
 
 
 class _MaxPool2dFunction(torch.autograd.Function):
@@ -169,10 +208,10 @@ def _check_input(x: torch.Tensor) -> None:
             f"expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, but got a {x.dim()}-D input "
             f"of shape {tuple(x.shape)}"
         )
-    if not x.is_floating_point():
+    if x.dtype == torch.bool or x.is_complex():
         raise TypeError(
-            f"input must have a floating point dtype (float16, bfloat16, float32, float64), "
-            f"but got {x.dtype}"
+            f"input must have a floating point or integer dtype, as nn.MaxPool2d accepts, but "
+            f"got {x.dtype}"
         )
     if any(size == 0 for size in x.shape[-3:]):
         raise ValueError(
@@ -223,7 +262,8 @@ class ScratchMaxPool2d(nn.Module):
         super().__init__()
         resolve_pool_params(kernel_size, stride, padding, dilation)  # fail early, clearly
         self.kernel_size = kernel_size
-        self.stride = stride if (stride is not None) else kernel_size  # as nn.MaxPool2d stores it
+        no_stride = stride is None or (isinstance(stride, Sequence) and len(stride) == 0)
+        self.stride = kernel_size if no_stride else stride  # what nn.MaxPool2d means by it
         self.padding = padding
         self.dilation = dilation
         self.return_indices = return_indices

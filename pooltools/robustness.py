@@ -17,7 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ShiftChange", "shift_change", "shift_images", "shift_consistency"]
+__all__ = [
+    "ShiftChange",
+    "shift_change",
+    "shift_images",
+    "shifted_predictions",
+    "shift_consistency",
+]
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,38 @@ def shift_images(
 
 
 @torch.no_grad()
+def shifted_predictions(
+    model: nn.Module,
+    images: torch.Tensor,
+    max_shift: int = 4,
+    seed: int = 0,
+    batch_size: int = 500,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The classes ``model`` predicts for two independent random shifts of every image.
+
+    Each (normalized) image is shifted twice by seeded random offsets in
+    ``[-max_shift, max_shift]`` pixels, zero-filled; returns two ``(N,)`` int64 tensors.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    offsets = torch.randint(-max_shift, max_shift + 1, (4, len(images)), generator=gen)
+    was_training = model.training
+    model.eval()
+    first, second = [], []
+    try:
+        for start in range(0, len(images), batch_size):
+            sl = slice(start, start + batch_size)
+            batch = images[sl]
+            first.append(
+                model(shift_images(batch, offsets[0, sl], offsets[1, sl], max_shift)).argmax(1)
+            )
+            second.append(
+                model(shift_images(batch, offsets[2, sl], offsets[3, sl], max_shift)).argmax(1)
+            )
+    finally:
+        model.train(was_training)
+    return torch.cat(first), torch.cat(second)
+
+
 def shift_consistency(
     model: nn.Module,
     images: torch.Tensor,
@@ -82,20 +120,8 @@ def shift_consistency(
 
     Zhang (2019) compares two random 224x224 crops of an ImageNet image; on 32x32 CIFAR-10 we
     shift each (normalized) image twice by independent random offsets in
-    ``[-max_shift, max_shift]`` pixels, zero-filled, and count agreeing predictions. Seeded.
+    ``[-max_shift, max_shift]`` pixels, zero-filled, and count agreeing predictions. Seeded
+    (:func:`shifted_predictions` gives the two predictions themselves).
     """
-    gen = torch.Generator().manual_seed(seed)
-    offsets = torch.randint(-max_shift, max_shift + 1, (4, len(images)), generator=gen)
-    was_training = model.training
-    model.eval()
-    try:
-        agree = 0
-        for start in range(0, len(images), batch_size):
-            sl = slice(start, start + batch_size)
-            batch = images[sl]
-            a = model(shift_images(batch, offsets[0, sl], offsets[1, sl], max_shift)).argmax(1)
-            b = model(shift_images(batch, offsets[2, sl], offsets[3, sl], max_shift)).argmax(1)
-            agree += int((a == b).sum())
-    finally:
-        model.train(was_training)
-    return agree / len(images)
+    a, b = shifted_predictions(model, images, max_shift, seed, batch_size)
+    return int((a == b).sum()) / len(images)

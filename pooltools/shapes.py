@@ -23,12 +23,13 @@ __all__ = [
 
 
 def pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
-    """Return ``(h, w)`` from an int or a pair, as PyTorch's ``_pair`` does, with a clear error.
+    """Return ``(h, w)`` from an int, a 1-element or a 2-element sequence, as PyTorch's pooling
+    accepts them (``F.max_pool2d(x, (2,))`` pools 2x2), with a clear error otherwise.
 
     Any integer type is accepted (``int``, ``np.int64``); bools and floats are refused.
     """
-    if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2:
-        items = tuple(value)
+    if isinstance(value, Sequence) and not isinstance(value, str) and len(value) in (1, 2):
+        items = tuple(value) * (3 - len(value))  # (k,) -> (k, k)
     else:
         items = (value, value)
     try:
@@ -36,7 +37,10 @@ def pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
             raise TypeError
         return operator.index(items[0]), operator.index(items[1])
     except TypeError:
-        raise TypeError(f"{name} must be an int or a pair of ints, but got {value!r}") from None
+        raise TypeError(
+            f"{name} must be an int or a pair of ints (or a 1-tuple (k,), read as (k, k)), "
+            f"but got {value!r}"
+        ) from None
 
 
 def check_pool_params(kernel_size: int, stride: int, padding: int, dilation: int) -> None:

@@ -240,8 +240,8 @@ def test_bad_inputs_are_refused():
     pool = ScratchMaxPool2d(2)
     with pytest.raises(ValueError, match="3-D .* or 4-D .* but got a 2-D input"):
         pool(torch.zeros(4, 4))
-    with pytest.raises(TypeError, match="floating point dtype"):
-        pool(torch.zeros(1, 1, 4, 4, dtype=torch.int64))
+    with pytest.raises(TypeError, match="floating point or integer dtype.*but got torch.bool"):
+        pool(torch.zeros(1, 1, 4, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match="output size is too small"):
         pool(torch.zeros(1, 1, 1, 1))
     with pytest.raises(ValueError, match="only the batch may be empty"):
@@ -334,3 +334,58 @@ def test_swap_maxpool_on_a_bare_pool_and_idempotence():
     assert isinstance(new, ScratchMaxPool2d) and new.return_indices
     model = nn.Sequential(ScratchMaxPool2d(2))
     assert swap_maxpool(model)[0].__class__ is ScratchMaxPool2d
+
+
+# ---------------------------------------------------------------------------------------------
+# Regressions found by running third-party pooling tests (PyTorch's own, OpInfo samples, ONNX's
+# MaxPool cases) against ScratchMaxPool2d; each compares with PyTorch.
+
+
+def test_backward_of_an_empty_batch_gives_an_empty_gradient_as_pytorch_does():
+    x = torch.randn(0, 3, 8, 8, requires_grad=True)
+    ref = torch.randn(0, 3, 8, 8, requires_grad=True)
+    ScratchMaxPool2d(3, 2, 1)(x).sum().backward()
+    nn.MaxPool2d(3, 2, 1)(ref).sum().backward()
+    assert x.grad.shape == ref.grad.shape == (0, 3, 8, 8)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(kernel_size=(2,)),
+        dict(kernel_size=[3], stride=(2,), padding=(1,)),
+        dict(kernel_size=2, stride=()),
+        dict(kernel_size=(3, 2), stride=[], dilation=(2,)),
+    ],
+)
+def test_the_spellings_pytorch_accepts_are_accepted(kwargs):
+    x = torch.randn(2, 3, 9, 10)
+    assert torch.equal(ScratchMaxPool2d(**kwargs)(x), nn.MaxPool2d(**kwargs)(x))
+    assert torch.equal(scratch_max_pool2d(x, **kwargs), F.max_pool2d(x, **kwargs))
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8])
+def test_integer_inputs_pool_like_nn_maxpool2d(dtype):
+    x = torch.randint(0 if dtype == torch.uint8 else -9, 9, (2, 3, 9, 9)).to(dtype)
+    x[0, 0, :3, :3] = torch.iinfo(dtype).min  # a window of the lowest value, beside padding
+    for k, s, p in [(2, 2, 0), (3, 2, 1), (3, 1, 1)]:
+        ours = ScratchMaxPool2d(k, s, p, return_indices=True)(x)
+        ref = nn.MaxPool2d(k, s, p, return_indices=True)(x)
+        assert ours[0].dtype == ref[0].dtype == dtype
+        assert torch.equal(ours[0], ref[0]) and torch.equal(ours[1], ref[1]), (k, s, p)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("k,s,p", [(3, 1, 1), (3, 2, 1), (2, 1, 0)])
+def test_reduced_precision_gradients_with_overlapping_windows_are_pytorchs_bit_for_bit(dtype, k, s, p):
+    # PyTorch's CPU backward adds each window's gradient in output order, rounding after every
+    # addition; a float32 accumulation rounded once differs in the last bits (it did, in 50 of 50
+    # random cases, before the fix).
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, 11, 11, generator=gen).to(dtype)
+    x_ours, x_ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out_ref = F.max_pool2d(x_ref, k, s, p)
+    grad = torch.randn(out_ref.shape, generator=gen).to(dtype)
+    out_ref.backward(grad)
+    scratch_max_pool2d(x_ours, k, s, p).backward(grad)
+    assert torch.equal(x_ours.grad, x_ref.grad)

@@ -87,11 +87,16 @@ def test_invalid_settings_say_what_is_allowed(kwargs, message):
         pool_output_size(5, **kwargs)
 
 
-def test_pair_accepts_ints_and_pairs_only():
+def test_pair_accepts_what_pytorch_pooling_accepts():
     assert pair(3, "k") == (3, 3) and pair((2, 4), "k") == (2, 4)
     assert pair(np.int64(2), "k") == (2, 2)
-    for bad in [(1, 2, 3), "2", 2.0, True, (1, True)]:
-        with pytest.raises(TypeError, match="k must be an int or a pair of ints"):
+    x = torch.randn(1, 1, 7, 9)
+    for spelling in [(2,), [3], (2, 3)]:  # PyTorch reads a 1-element tuple as (k, k)
+        want = F.max_pool2d(x, spelling).shape[-2:]
+        kh, kw = pair(spelling, "k")
+        assert (pool_output_size(7, kh, kh), pool_output_size(9, kw, kw)) == tuple(want)
+    for bad in [(1, 2, 3), (), "2", 2.0, True, (1, True)]:
+        with pytest.raises(TypeError, match=r"k must be an int or a pair of ints \(or a 1-tuple"):
             pair(bad, "k")
 
 
