@@ -677,11 +677,15 @@ def time_notebook(
     It runs an in-memory copy with ``POOLTOOLS_QUICK`` set to 1 or 0, in the notebook's own
     folder so its relative paths work, under nbconvert's ``ExecutePreprocessor``. ``save``
     writes the executed notebook back to ``path`` atomically (how the committed outputs are
-    made); otherwise the file is never written. A failing cell raises nbconvert's
-    ``CellExecutionError`` and leaves the file untouched.
+    made), stamped with the hash of the code cells that made them and the mode
+    (:mod:`pooltools.tools.freshness`, which a test checks); otherwise the file is never
+    written. A failing cell raises nbconvert's ``CellExecutionError`` and leaves the file
+    untouched.
     """
     import nbformat
     from nbconvert.preprocessors import ExecutePreprocessor
+
+    from pooltools.tools import freshness
 
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
@@ -691,6 +695,7 @@ def time_notebook(
         executor.preprocess(nb, {"metadata": {"path": str(path.parent.resolve())}})
         seconds = time.perf_counter() - start
     if save:
+        freshness.stamp(nb, "quick" if quick else "full")
         write_text_atomic(path, nbformat.writes(nb))
     return seconds
 

@@ -26,7 +26,7 @@ import nbformat
 import pytest
 
 from pooltools.shapes import pool_output_size
-from pooltools.student import clear_outputs
+from pooltools.tools.student import clear_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "01_what_is_max_pooling.ipynb"

@@ -10,10 +10,13 @@ import importlib.util
 import subprocess
 import sys
 import tomllib
+import types
 from pathlib import Path
 
 import nbformat
 import pytest
+
+from pooltools.tools import notebook_header
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -38,11 +41,28 @@ def test_there_are_notebooks():
     assert len(NOTEBOOKS) >= 2, f"expected the series in {ROOT / 'notebooks'}, found {NOTEBOOKS}"
 
 
+APPLY = "run `python -m pooltools.tools.notebook_header --apply notebooks/*.ipynb`"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_every_notebook_starts_with_the_same_setup_cell(path):
     reference = setup_source(read(NOTEBOOKS[0]))
     assert setup_source(read(path)) == reference
     assert f'REPO_URL = "{repository_url()}"' in reference, "setup cell and pyproject's Repository URL differ"
+    assert reference == notebook_header.setup_source(repository_url()), f"setup cell out of date: {APPLY}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_first_markdown_cell_has_the_open_in_colab_badge(path):
+    """The badge opens this notebook on Colab from the repository named in pyproject.toml."""
+    colab = repository_url().replace("https://github.com/", "https://colab.research.google.com/github/")
+    link = f"{colab}/blob/main/notebooks/{path.name}"
+    first = next(c for c in read(path).cells if c.cell_type == "markdown")
+    lines = first.source.splitlines()
+    assert lines[0].startswith("# "), "the title stays the first line"
+    badge = f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({link})"
+    assert badge in lines[1:4], f"{path.name}: no Colab badge for {link} under the title: {APPLY}"
+    assert first.source.count("Open In Colab") == 1
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -69,7 +89,8 @@ class Recorder:
         return 0
 
 
-def run_setup_cell(monkeypatch, cwd: Path, home: Path, importable: bool) -> Recorder:
+def run_setup_cell(monkeypatch, cwd: Path, home: Path, importable: bool,
+                   source: str | None = None) -> Recorder:  # fmt: skip
     recorder = Recorder()
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(subprocess, "check_call", recorder)
@@ -81,7 +102,8 @@ def run_setup_cell(monkeypatch, cwd: Path, home: Path, importable: bool) -> Reco
     monkeypatch.chdir(cwd)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setattr(sys, "path", list(sys.path))
-    exec(compile(setup_source(read(NOTEBOOKS[0])), "setup-cell", "exec"), {})
+    source = setup_source(read(NOTEBOOKS[0])) if source is None else source
+    exec(compile(source, "setup-cell", "exec"), {})
     return recorder
 
 
@@ -105,3 +127,34 @@ def test_setup_cell_clones_the_repository_when_there_is_no_clone(monkeypatch, tm
         ["git", "clone", "--depth", "1", repository_url(), str(clone)],
         [sys.executable, "-m", "pip", "install", "--quiet", "-e", str(clone)],
     ]
+
+
+class FakeColabOutput(types.ModuleType):
+    """Stands in for google.colab.output: counts enable_custom_widget_manager() calls."""
+
+    def __init__(self) -> None:
+        super().__init__("google.colab.output")
+        self.enabled = 0
+
+    def enable_custom_widget_manager(self) -> None:
+        self.enabled += 1
+
+
+@pytest.mark.parametrize("on_colab", [True, False], ids=["colab", "elsewhere"])
+def test_setup_cell_enables_colabs_widget_manager_only_on_colab(monkeypatch, tmp_path, on_colab):
+    """Run the generated setup cell (the committed one once the header is applied) with and
+    without a google.colab module; ipywidgets 8 on Colab needs the custom widget manager."""
+    output = FakeColabOutput()
+    if on_colab:
+        google, colab = types.ModuleType("google"), types.ModuleType("google.colab")
+        google.__path__, colab.__path__ = [], []
+        colab.output, google.colab = output, colab
+        for name, module in [("google", google), ("google.colab", colab),
+                             ("google.colab.output", output)]:  # fmt: skip
+            monkeypatch.setitem(sys.modules, name, module)
+    else:
+        monkeypatch.setitem(sys.modules, "google.colab", None)  # import fails as off Colab
+    source = notebook_header.setup_source(repository_url())
+    calls = run_setup_cell(monkeypatch, ROOT / "notebooks", tmp_path, True, source).calls
+    assert output.enabled == (1 if on_colab else 0)
+    assert calls == []  # pooltools importable: nothing else to do

@@ -13,9 +13,9 @@ import nbformat
 import pytest
 from nbconvert import HTMLExporter
 
-from pooltools import site, student
+from pooltools.tools import site, student
 
-NOTEBOOKS = student.notebook_paths()
+NOTEBOOKS = student.notebook_paths(site.NOTEBOOKS_DIR)
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
@@ -102,7 +102,9 @@ def test_page_embeds_the_saved_widget_state(built, nb_path):
     state = json.loads(embedded[0].replace("<\\/", "</"))  # a <script> body is not HTML-decoded
     assert state == json.loads(json.dumps(saved)), "the page embeds the notebook's saved state"
     assert set(views) <= set(state["state"]), "a widget output whose model was not saved"
-    assert len(views) == text.count(f'<script type="{WIDGET_VIEW}">')
+    shown = [v for v in views if v not in site.hidden_widgets(nb)]
+    assert len(shown) == text.count(f'<script type="{WIDGET_VIEW}">')
+    assert len(shown) == text.count('class="pooltools-widget-note"'), "a note on each widget"
 
 
 @pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=lambda p: p.name)
@@ -183,7 +185,7 @@ def test_sibling_links_and_stale_pages(tmp_path):
     hrefs = [a["href"] for a in _Tags((out / "01_a.html").read_text("utf-8")).all("a")]
     assert "02_b.html#top" in hrefs and "02_b.ipynb#top" not in hrefs
     site.build_site([src / "01_a.ipynb"], out)
-    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == [
+    assert sorted(p.name for p in out.rglob("*") if p.is_file() and site.STATIC not in p.parts) == [
         "01_a.html", "01_a.ipynb", "01_a.ipynb", "index.html"]  # fmt: skip
     assert _Tags((out / "01_a.html").read_text("utf-8")).nav_links == ["|", "index.html"] * 2
 
@@ -191,3 +193,60 @@ def test_sibling_links_and_stale_pages(tmp_path):
 def test_build_site_refuses_an_empty_series(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no notebooks to render"):
         site.build_site([], out=tmp_path)
+
+
+# --------------------------------------------------------------------------- offline
+
+
+_RESOURCE = re.compile(r"""<(?:img|script|link)\b[^>]*?\b(?:src|href)=["']([^"']+)["']""", re.I)
+
+
+@pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=lambda p: p.name)
+def test_page_loads_only_files_beside_it(built, nb_path):
+    """No CDN: every script, stylesheet and image the page fetches is a file of the site (or
+    a data: URI); the browser test (test_site_offline.py) checks the same in Chromium."""
+    page = built / nb_path.with_suffix(".html").name
+    text = page.read_text("utf-8")
+    assert site.external_resources(text) == []
+    assert not re.search(r"cdnjs|unpkg\.com|jsdelivr", text.split("application/vnd.jupyter")[0])
+    refs = [r for r in _RESOURCE.findall(text) if not r.startswith("data:")]
+    for ref in refs:
+        assert (page.parent / ref).is_file(), f"{page.name} loads missing {ref}"
+    assert (site.MATHJAX_JS in refs) and (site.REQUIRE_JS in refs)
+
+
+def test_colab_badge_is_drawn_locally(tmp_path):
+    v4 = nbformat.v4
+    badge = f"[![Open In Colab]({site.COLAB_BADGE_URL})](https://colab.research.google.com/x)"
+    nbformat.write(v4.new_notebook(cells=[v4.new_markdown_cell(f"# A\n\n{badge}")]),
+                   tmp_path / "01_a.ipynb")  # fmt: skip
+    site.build_site([tmp_path / "01_a.ipynb"], tmp_path / "site")
+    text = (tmp_path / "site" / "01_a.html").read_text("utf-8")
+    assert f'src="{site.COLAB_BADGE}"' in text and site.COLAB_BADGE_URL not in text
+    assert (tmp_path / "site" / site.COLAB_BADGE).read_text().startswith("<svg")
+
+
+@pytest.mark.parametrize(
+    ("markdown", "message"),
+    [
+        ("```mermaid\ngraph TD; A-->B\n```", r"mermaid diagram"),
+        ("![x](https://example.org/x.png)", r"would load \['https://example.org/x.png'\]"),
+    ],
+)
+def test_pages_that_need_the_web_are_refused(tmp_path, markdown, message):
+    v4 = nbformat.v4
+    nbformat.write(v4.new_notebook(cells=[v4.new_markdown_cell(f"# A\n\n{markdown}")]),
+                   tmp_path / "01_a.ipynb")  # fmt: skip
+    with pytest.raises(ValueError, match=message):
+        site.build_site([tmp_path / "01_a.ipynb"], tmp_path / "site")
+    assert not (tmp_path / "site").exists(), "nothing written"
+
+
+def test_hidden_widgets_are_left_out():
+    v4 = nbformat.v4
+    state = {"w": {"model_name": "HBoxModel", "state": {"layout": "IPY_MODEL_l"}},
+             "l": {"model_name": "LayoutModel", "state": {"visibility": "hidden"}},
+             "v": {"model_name": "HBoxModel", "state": {"layout": "IPY_MODEL_m"}},
+             "m": {"model_name": "LayoutModel", "state": {"display": None}}}  # fmt: skip
+    nb = v4.new_notebook(metadata={"widgets": {WIDGET_STATE: {"state": state}}})
+    assert site.hidden_widgets(nb) == {"w"}
