@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_CONFIGS",
     "FORWARD",
     "FORWARD_BACKWARD",
+    "interleaved_median_ms",
     "run_benchmark",
     "format_table",
     "bench_header",
@@ -95,6 +96,18 @@ def _median_ms(fns: Sequence[Callable[[], object]], repeats: int, warmup: int) -
             fn()
             fn_times.append(time.perf_counter() - start)
     return [1000.0 * statistics.median(fn_times) for fn_times in times]
+
+
+def interleaved_median_ms(
+    fns: Sequence[Callable[[], object]], repeats: int, warmup: int = 2
+) -> list[float]:
+    """Median ms of each ``fn()``, timed round-robin as the benchmark does (public for notebooks).
+
+    Use it to compare a few functions on a busy machine: a burst of load hits all of them alike.
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0, but got {repeats} and {warmup}")
+    return _median_ms(fns, repeats, warmup)
 
 
 def _shape_label(shape: Sequence[int]) -> str:
