@@ -23,6 +23,9 @@ __all__ = [
     "seed_everything",
     "run_header",
     "data_dir",
+    "project_root",
+    "display_path",
+    "machine_line",
 ]
 
 T = TypeVar("T")
@@ -52,10 +55,78 @@ def data_dir() -> Path:
     """
     if os.environ.get("POOLTOOLS_DATA_DIR"):
         return Path(os.environ["POOLTOOLS_DATA_DIR"])
+    checkout = project_root()
+    return Path("data") if checkout is None else checkout / "data"
+
+
+def project_root() -> Path | None:
+    """The checkout pooltools runs from (the folder with ``pyproject.toml`` and ``notebooks/``),
+    or None when pooltools is installed on its own."""
     checkout = Path(__file__).resolve().parents[1]
     if (checkout / "pyproject.toml").is_file() and (checkout / "notebooks").is_dir():
-        return checkout / "data"
-    return Path("data")
+        return checkout
+    return None
+
+
+def display_path(path: str | Path) -> str:
+    """``path`` as a notebook may print it, without the machine's absolute layout.
+
+    Relative to the project (``data/cifar-10-batches-py``), else to ``$POOLTOOLS_DATA_DIR``, else
+    to the home folder (``~/...``), else only its last part (``.../name``); a committed output
+    then says the same on every machine.
+    """
+    path = Path(path).expanduser().resolve()
+    anchors: list[tuple[Path, str]] = []
+    root = project_root()
+    if root is not None:
+        anchors.append((root, ""))
+    if os.environ.get("POOLTOOLS_DATA_DIR"):
+        anchors.append((Path(os.environ["POOLTOOLS_DATA_DIR"]).expanduser().resolve(),
+                        "$POOLTOOLS_DATA_DIR"))  # fmt: skip
+    anchors.append((Path.home().resolve(), "~"))
+    for anchor, name in anchors:
+        if path == anchor:
+            return name or "."
+        if path.is_relative_to(anchor):
+            rel = path.relative_to(anchor).as_posix()
+            return f"{name}/{rel}" if name else rel
+    return f".../{path.name}" if path.name else "/"
+
+
+def machine_line(info: dict | None = None) -> str:
+    """One line for a machine: ``x86_64, 2 cores, Linux, torch 2.14.1, 2 threads, cpu``.
+
+    ``info``: an environment record such as :func:`pooltools.checkpoint.environment_info` writes
+    (keys ``machine``, ``cpu_count``, ``platform``, ``torch``, ``threads``, ``device``, all
+    optional); default: this machine. A notebook prints this instead of the raw dict.
+    """
+    if info is None:
+        info = {
+            "machine": platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "platform": platform.system(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "device": device_name(),
+        }
+    if not isinstance(info, dict):
+        raise TypeError(f"info must be a dict of environment fields, but got {type(info).__name__}")
+    parts = []
+    if info.get("processor"):
+        parts.append(str(info["processor"]))
+    if info.get("machine"):
+        parts.append(str(info["machine"]))
+    if info.get("cpu_count"):
+        parts.append(f"{info['cpu_count']} cores")
+    if info.get("platform"):
+        parts.append(str(info["platform"]).split("-")[0])  # "Linux-6.18...-glibc" -> "Linux"
+    if info.get("torch"):
+        parts.append(f"torch {str(info['torch']).split('+')[0]}")
+    if info.get("threads"):
+        parts.append(f"{info['threads']} threads")
+    if info.get("device"):
+        parts.append(str(info["device"]))
+    return ", ".join(parts) if parts else "unknown machine"
 
 
 def get_device() -> torch.device:
@@ -92,7 +163,8 @@ def run_header(data: bool = True) -> str:
     """One-line description of this run: mode, device, threads, machine and its load average (so a
     timing measured beside other work says so), and (optionally) the data source.
 
-    Every notebook prints it in its first output, so a reader knows what produced the numbers.
+    Every notebook prints it in its first output, so a reader knows what produced the numbers. It
+    holds no absolute path: the data source is named relative to the project or by its variable.
     """
     load = load_average()
     parts = [

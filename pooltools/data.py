@@ -121,17 +121,23 @@ def _root(root: str | Path | None) -> Path:
 
 
 def describe_source(root: str | Path | None = None) -> str:
-    """One line saying which source ``load_cifar10(split, root)`` would use; reads no images."""
+    """One line saying which source ``load_cifar10(split, root)`` would use; reads no images.
+
+    It names no absolute path (notebooks print it): the ImageFolder by its variable and folder
+    name, torchvision's files relative to the project (see :func:`config.display_path`).
+    """
+    from pooltools.config import display_path
+
     folder = os.environ.get(ENV_VAR, "").strip()
     if folder:
         path = Path(folder).expanduser().resolve()
         state = "" if path.is_dir() else ", MISSING"
-        return f"ImageFolder at {path} ({ENV_VAR}{state})"
+        return f"ImageFolder at ${ENV_VAR} ({path.name}{state})"
     root = _root(root)
     tv = root / TV_FOLDER
     if tv.is_dir():
-        return f"torchvision files in {tv}"
-    return f"torchvision download into {root}/ (not downloaded yet)"
+        return f"torchvision files in {display_path(tv)}"
+    return f"torchvision download into {display_path(root)}/ (not downloaded yet)"
 
 
 def _freeze(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

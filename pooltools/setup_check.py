@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from pooltools import data
 from pooltools.atomic import write_json_atomic, write_text_atomic
-from pooltools.config import data_dir, device_name, get_device, load_average, pick
+from pooltools.config import data_dir, device_name, display_path, get_device, load_average, pick
 from pooltools.models import build_model
 
 try:  # packaging ships with pip/jupyter almost everywhere; the tiny parser below is the fallback
@@ -241,7 +241,7 @@ def check_pooltools() -> Check:
         return Check(
             "pooltools", False, f"cannot be imported ({exc})", "run the first cell (setup) again"
         )
-    where = Path(module.__file__).resolve().parent
+    where = display_path(Path(module.__file__).resolve().parent)
     try:
         version = metadata.version(DIST)
     except metadata.PackageNotFoundError:
@@ -329,10 +329,10 @@ def check_cifar10(
                 "CIFAR-10", False, "; ".join(error.looked_at),
                 f"point {data.ENV_VAR} at a folder with train/<class>/ and test/<class>/ "
                 f"(the 10 classes), or unset it so torchvision loads (or downloads) it into "
-                f"{root.resolve()}",
+                f"{display_path(root)}",
             )  # fmt: skip
         sizes = f"{counts['train']:,} train and {counts['test']:,} test images"
-        cached = f"decoded on first use, then cached in {root.resolve()}"
+        cached = f"decoded on first use, then cached in {display_path(root)}"
         return Check("CIFAR-10", True, f"{source}: {sizes} ({cached})")
     if (root / data.TV_FOLDER).is_dir():
         return Check("CIFAR-10", True, source)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import itertools
 import operator
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,10 +26,11 @@ import matplotlib
 import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib import patheffects
+from matplotlib import animation, patheffects
 from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap, Normalize
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, ConnectionPatch, Rectangle
 from matplotlib.transforms import offset_copy
 
@@ -50,6 +52,12 @@ __all__ = [
     "plot_pooling",
     "plot_window_values",
     "show_image_grid",
+    "Arithmetic",
+    "arithmetic",
+    "plot_arithmetic",
+    "plot_floor_vs_ceil",
+    "window_animation",
+    "animation_html",
 ]
 
 HIGHLIGHT = "#ff7f0e"  # a window and the output cell it produces share this colour
@@ -860,6 +868,14 @@ def plot_window_values(
     if not rgb:
         fig.supxlabel(_window_equation(arr, canvas, rows, cols, op, float(out)), fontsize=11)
     note = "\neach channel takes its own maximum" if rgb and op == "max" else ""
+    if rgb and op == "max":
+        handles = [
+            Line2D([], [], marker="o", linestyle="", ms=7, mfc=colour, mec="black", mew=0.8,
+                   label=f"winner of the {name} channel")
+            for name, colour in zip(("red", "green", "blue"), CHANNEL_COLOURS, strict=True)
+        ]  # fmt: skip
+        fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=9,
+                   frameon=False)  # fmt: skip
     fig.suptitle(_settings_text(kernel_size, stride, padding, dilation, ceil_mode, op) + note,
                  fontsize=11)  # fmt: skip
     return fig
@@ -902,3 +918,288 @@ def show_image_grid(
     if suptitle is not None:
         fig.suptitle(suptitle)
     return fig
+
+
+# --------------------------------------------------------------------------- convolution-arithmetic
+# Figures in the style of Dumoulin & Visin's "A guide to convolution arithmetic": the input as a
+# grid of squares, padding as dashed squares, each window outlined in its own colour, the output
+# grid beside it in the same colours. The geometry comes from :func:`arithmetic` (tested against
+# PyTorch); the drawing only draws it.
+
+WINDOW_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+                  "#17becf", "#bcbd22")  # fmt: skip
+UNCOVERED_FACE = "#f4b6b6"
+INPUT_FACE = "#cfe2f3"
+
+
+@dataclass(frozen=True)
+class Arithmetic:
+    """The geometry of one pooling call on an ``H×W`` input, as PyTorch computes it.
+
+    ``out_shape``: output rows and columns; ``windows[(i, j)]``: the (row, col) taps of output cell
+    ``(i, j)`` in input coordinates (negative or ``>= H`` means padding or past the edge);
+    ``uncovered``: input cells no window holds (the rows ``floor`` drops); ``extra``: output cells
+    that exist only because of ``ceil_mode``.
+    """
+
+    in_shape: tuple[int, int]
+    out_shape: tuple[int, int]
+    padding: tuple[int, int]
+    windows: dict[tuple[int, int], list[tuple[int, int]]]
+    uncovered: frozenset[tuple[int, int]]
+    extra: frozenset[tuple[int, int]]
+
+
+def arithmetic(
+    in_shape: int | tuple[int, int],
+    kernel_size: IntOrPair,
+    stride: IntOrPair | None = None,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+    ceil_mode: bool = False,
+) -> Arithmetic:
+    """Where each window of a pooling call lies, which input cells none covers, which output cells
+    ``ceil_mode`` adds. The output shape is PyTorch's own (it runs ``F.max_pool2d`` on zeros), so
+    settings PyTorch refuses raise PyTorch's error."""
+    h, w = (in_shape, in_shape) if isinstance(in_shape, int) else tuple(in_shape)
+    if min(h, w) < 1:
+        raise ValueError(f"in_shape must be positive, but got {in_shape!r}")
+    zeros = torch.zeros(1, 1, h, w)
+    out = F.max_pool2d(zeros, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode)
+    floor = F.max_pool2d(zeros, kernel_size, stride, padding, dilation, ceil_mode=False)
+    ho, wo = out.shape[-2:]
+    fh, fw = floor.shape[-2:]
+    windows, covered = {}, set()
+    for i, j in itertools.product(range(ho), range(wo)):
+        rows, cols = window_indices((i, j), kernel_size, stride, padding, dilation)
+        taps = [(int(r), int(c)) for r, c in itertools.product(rows, cols)]
+        windows[(i, j)] = taps
+        covered |= {(r, c) for r, c in taps if 0 <= r < h and 0 <= c < w}
+    cells = set(itertools.product(range(h), range(w)))
+    extra = frozenset((i, j) for i, j in windows if i >= fh or j >= fw)
+    return Arithmetic((h, w), (int(ho), int(wo)), pair(padding, "padding"), windows,
+                      frozenset(cells - covered), extra)  # fmt: skip
+
+
+def _square(ax: Axes, r: float, c: float, **kw) -> None:
+    ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, **kw))
+
+
+def _draw_arithmetic(
+    ax_in: Axes,
+    ax_out: Axes | None,
+    geo: Arithmetic,
+    values: np.ndarray | None,
+    out_values: np.ndarray | None,
+    show: Sequence[tuple[int, int]],
+    filled: Sequence[tuple[int, int]],
+    rest_values: bool = False,
+) -> None:
+    h, w = geo.in_shape
+    ph, pw = geo.padding
+    taps = [t for cell in show for t in geo.windows[cell]]
+    top = min([-ph] + [r for r, _ in taps])
+    left = min([-pw] + [c for _, c in taps])
+    bottom = max([h - 1 + ph] + [r for r, _ in taps])
+    right = max([w - 1 + pw] + [c for _, c in taps])
+    fs = 11 if max(bottom - top, right - left) < 8 else 9
+    for r, c in itertools.product(range(top, bottom + 1), range(left, right + 1)):
+        inside = 0 <= r < h and 0 <= c < w
+        padded = -ph <= r < h + ph and -pw <= c < w + pw
+        if inside:
+            face = UNCOVERED_FACE if (r, c) in geo.uncovered else INPUT_FACE
+            _square(ax_in, r, c, facecolor=face, edgecolor="#5b7fa6", linewidth=1, zorder=1,
+                    hatch="//" if (r, c) in geo.uncovered else None, gid="input")  # fmt: skip
+            if values is not None:
+                ax_in.text(c, r, format_value(values[r, c]), ha="center", va="center",
+                           fontsize=fs, zorder=5)  # fmt: skip
+        elif padded:
+            _square(ax_in, r, c, facecolor="white", edgecolor="#7f7f7f", linewidth=1,
+                    linestyle="--", zorder=1, gid="padding")  # fmt: skip
+            ax_in.text(c, r, "−∞", ha="center", va="center", fontsize=fs - 1, color="#555555",
+                       zorder=5)  # fmt: skip
+        elif (r, c) in taps:
+            _square(ax_in, r, c, facecolor="white", edgecolor="#b0b0b0", linewidth=1,
+                    linestyle=":", zorder=1, gid="overhang")  # fmt: skip
+    for k, cell in enumerate(show):
+        colour = WINDOW_COLOURS[(cell[0] * geo.out_shape[1] + cell[1]) % len(WINDOW_COLOURS)]
+        cell_taps = geo.windows[cell]
+        rows = sorted({r for r, _ in cell_taps})
+        cols = sorted({c for _, c in cell_taps})
+        dashed = cell in geo.extra
+        inset = 0.06 + 0.05 * (k % 2)  # neighbouring outlines stay apart
+        dilated = len(rows) > 1 and rows[1] - rows[0] > 1 or len(cols) > 1 and cols[1] - cols[0] > 1
+        boxes = ([(r, c, 1, 1) for r, c in cell_taps] if dilated
+                 else [(rows[0], cols[0], len(rows), len(cols))])  # fmt: skip
+        for r, c, nr, nc in boxes:
+            ax_in.add_patch(Rectangle(
+                (c - 0.5 + inset, r - 0.5 + inset), nc - 2 * inset, nr - 2 * inset, fill=False,
+                edgecolor=colour, linewidth=3, linestyle="--" if dashed else "-", zorder=4,
+                gid="window-extra" if dashed else "window"))  # fmt: skip
+    ax_in.set_xlim(left - 0.6, right + 0.6)
+    ax_in.set_ylim(bottom + 0.6, top - 0.6)
+    if ax_out is None:
+        return
+    ho, wo = geo.out_shape
+    for i, j in itertools.product(range(ho), range(wo)):
+        colour = WINDOW_COLOURS[(i * wo + j) % len(WINDOW_COLOURS)]
+        on = (i, j) in filled
+        _square(ax_out, i, j, facecolor=colour if on else "white", alpha=1.0,
+                edgecolor=colour if on else "#9a9a9a", linewidth=2 if on else 1,
+                linestyle="--" if (i, j) in geo.extra else "-", zorder=1, gid="output")  # fmt: skip
+        if out_values is not None and (on or rest_values):
+            ax_out.text(j, i, format_value(out_values[i, j]), ha="center", va="center",
+                        fontsize=fs, color="white" if on else "#555555",
+                        fontweight="bold" if on else "normal", zorder=5)  # fmt: skip
+    ax_out.set_xlim(-0.6, max(wo, 2) - 0.4)
+    ax_out.set_ylim(max(ho, 2) - 0.4, -0.6)
+
+
+def _bare(ax: Axes) -> None:
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def plot_arithmetic(
+    x: int | tuple[int, int] | Any,
+    kernel_size: IntOrPair,
+    stride: IntOrPair | None = None,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+    ceil_mode: bool = False,
+    *,
+    windows: Sequence[tuple[int, int]] | None = None,
+    axes: Sequence[Axes] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """A pooling call drawn like the convolution-arithmetic guide: input squares (blue), padding
+    (dashed, −∞), the windows of ``windows`` (default: every output cell) each in its colour,
+    dashed when only ``ceil_mode`` creates it, input cells no window covers hatched red, and the
+    output grid in the windows' colours.
+
+    ``x``: a size (``5`` or ``(5, 6)``), or a 2-D matrix whose numbers are written in the cells
+    (then the output cells show PyTorch's max-pooled values).
+    """
+    values = None
+    if isinstance(x, int) or (isinstance(x, tuple) and all(isinstance(v, int) for v in x)):
+        shape = x
+    else:
+        values = as_grid(x)
+        if values.ndim != 2:
+            raise ValueError(f"plot_arithmetic draws a 2-D matrix, but got shape {values.shape}")
+        shape = values.shape
+    geo = arithmetic(shape, kernel_size, stride, padding, dilation, ceil_mode)
+    out_values = None
+    if values is not None:
+        out_values = pool_array(values, kernel_size, stride, padding, dilation, ceil_mode).output
+    show = list(geo.windows) if windows is None else [as_cell(c) for c in windows]
+    for cell in show:
+        _check_cell(cell, geo.out_shape)
+    if axes is None:
+        fig = new_figure(figsize=(6.4, 3.6))
+        ax_in, ax_out = fig.subplots(1, 2, width_ratios=[1.6, 1])
+    else:
+        ax_in, ax_out = axes
+        fig = ax_in.figure
+    _draw_arithmetic(ax_in, ax_out, geo, values, out_values, show, show, rest_values=True)
+    for ax in (ax_in, ax_out):
+        _bare(ax)
+    h, w = geo.in_shape
+    notes = []
+    if any(geo.padding):
+        notes.append(f"+ padding {_param_text(padding)} (−∞: it never wins)")
+    if geo.uncovered:
+        notes.append(f"hatched: {len(geo.uncovered)} cells no window covers")
+    if geo.extra:
+        notes.append("dashed: windows only ceil_mode makes")
+    ax_in.set_title(f"input {h}×{w}" + ("".join(f"\n{n}" for n in notes)), fontsize=10)
+    coloured = "" if len(show) == len(geo.windows) else "\ncoloured: the windows drawn"
+    ax_out.set_title(f"output {geo.out_shape[0]}×{geo.out_shape[1]}{coloured}", fontsize=10)
+    fig.suptitle(_settings_text(kernel_size, stride, padding, dilation, ceil_mode, "max")
+                 if title is None else title, fontsize=11)  # fmt: skip
+    return fig
+
+
+def plot_floor_vs_ceil(size: int = 5, kernel_size: int = 2, stride: int | None = 2) -> Figure:
+    """The same input pooled with the default floor (the last row and column are never looked
+    at, hatched) and with ``ceil_mode=True`` (an extra, partial window, dashed)."""
+    fig = new_figure(figsize=(10.5, 4.2))
+    sub = fig.subfigures(1, 2, wspace=0.06)
+    for panel, ceil in zip(sub, (False, True), strict=True):
+        axes = panel.subplots(1, 2, width_ratios=[1.6, 1])
+        plot_arithmetic(size, kernel_size, stride, ceil_mode=ceil, axes=axes, title="")
+        geo = arithmetic(size, kernel_size, stride, ceil_mode=ceil)
+        panel.suptitle(f"ceil_mode={ceil}: {size}×{size} → "
+                       f"{geo.out_shape[0]}×{geo.out_shape[1]}", fontsize=11)  # fmt: skip
+    fig.suptitle(f"kernel {kernel_size}, stride {stride}: floor drops what ceil_mode keeps",
+                 fontsize=12)  # fmt: skip
+    return fig
+
+
+def window_animation(
+    x: Any,
+    kernel_size: IntOrPair,
+    stride: IntOrPair | None = None,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+    ceil_mode: bool = False,
+    *,
+    dpi: int = 60,
+    interval: int = 700,
+) -> animation.FuncAnimation:
+    """The window walking over the input, one frame per output cell, filling the output as it
+    goes (the numbers are PyTorch's max-pooled values). Render it offline with
+    ``IPython.display.HTML(anim.to_jshtml())``: the frames are embedded PNGs, so keep the input
+    small (one frame per output cell) and ``dpi`` low."""
+    values = as_grid(x)
+    if values.ndim != 2:
+        raise ValueError(f"window_animation draws a 2-D matrix, but got shape {values.shape}")
+    geo = arithmetic(values.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    out_values = pool_array(values, kernel_size, stride, padding, dilation, ceil_mode).output
+    order = list(geo.windows)
+    if len(order) > 36:
+        raise ValueError(f"{len(order)} output cells would make {len(order)} frames; "
+                         "animate an input with at most 36 output cells")  # fmt: skip
+    fig = new_figure(figsize=(5.6, 3.2))
+    fig.set_dpi(dpi)
+    ax_in, ax_out = fig.subplots(1, 2, width_ratios=[1.6, 1])
+    settings = _settings_text(kernel_size, stride, padding, dilation, ceil_mode, "max")
+
+    def frame(k: int):
+        for ax in (ax_in, ax_out):
+            ax.clear()
+        cell = order[k]
+        _draw_arithmetic(ax_in, ax_out, geo, values, out_values, [cell], order[: k + 1])
+        for ax in (ax_in, ax_out):
+            _bare(ax)
+        taps = [values[r, c] for r, c in geo.windows[cell]
+                if 0 <= r < values.shape[0] and 0 <= c < values.shape[1]]  # fmt: skip
+        ax_in.set_title(f"window of output {cell}: max of {len(taps)} values", fontsize=10)
+        ax_out.set_title(f"output {geo.out_shape[0]}×{geo.out_shape[1]}: "
+                         f"{format_value(out_values[cell])}", fontsize=10)  # fmt: skip
+        fig.suptitle(settings, fontsize=10)
+        return []
+
+    return animation.FuncAnimation(fig, frame, frames=len(order), interval=interval, blit=False)
+
+
+_ICONS = {  # font-awesome icons of matplotlib's player, as text: the page needs no CDN
+    "fa fa-minus": "−", "fa fa-plus": "+", "fa fa-fast-backward": "⏮", "fa fa-step-backward": "◀|",
+    "fa fa-play fa-flip-horizontal": "◀", "fa fa-pause": "⏸", "fa fa-play": "▶",
+    "fa fa-step-forward": "|▶", "fa fa-fast-forward": "⏭",
+}  # fmt: skip
+_CDN_LINK = re.compile(r"<link[^>]*href=\"https?://[^\"]*\"[^>]*>\s*")
+
+
+def animation_html(anim: animation.FuncAnimation) -> str:
+    """``anim.to_jshtml()`` made fully offline: the frames are embedded PNGs already, and the
+    player's icon font (loaded from a CDN by matplotlib) is replaced by plain text symbols, so
+    it plays on a static page or GitHub's HTML without a network. Display it with
+    ``IPython.display.HTML(...)``."""
+    html = _CDN_LINK.sub("", anim.to_jshtml())
+    for cls, text in _ICONS.items():
+        html = html.replace(f'<i class="{cls}"></i>', text)
+    return html

@@ -1,7 +1,8 @@
 """The committed checkpoints in data/checkpoints/ (every variant and seed: ``NAME.pt`` for seed 0,
 ``NAME-seedS.pt`` for seed S): named as pooltools.train names them, loadable, small, and their
-recorded test accuracy reproduced on the test set (when the JPEG copy of CIFAR-10 they were
-trained on is here). Runs still training are skipped, saying so."""
+recorded test accuracy and their recorded test-set predictions (``predictions.npz``, which notebook 3
+reads) reproduced on the test set (when the JPEG copy of CIFAR-10 they were trained on is here).
+Runs still training are skipped, saying so."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 from pooltools import data
 from pooltools.checkpoint import load_checkpoint, load_model, parse_checkpoint_name
 from pooltools.config import data_dir
-from pooltools.train import checkpoint_name, evaluate
+from pooltools.predictions import FILE_NAME, load_predictions, normalized_test_images, predict
+from pooltools.train import checkpoint_name
 
 CHECKPOINTS = data_dir() / "checkpoints"
 COMMITTED = sorted(p for p in CHECKPOINTS.glob("*.pt") if "-quick" not in p.stem)
@@ -45,16 +47,27 @@ def _jpeg_copy_available() -> bool:
 
 
 @pytest.fixture(scope="module")
-def test_loader():
+def test_images():
     """The test split, normalized with the training split's statistics as in training."""
-    train_images, _ = data.load_cifar10("train")
-    test_images, test_labels = data.load_cifar10("test")
-    stats = data.channel_stats(train_images)
-    return data.make_loader(test_images, test_labels, batch_size=500, stats=stats)
+    return normalized_test_images()
+
+
+@pytest.fixture(scope="module")
+def recorded_predictions():
+    """The recorded predictions; refused (StalePredictionsError) if any checkpoint changed."""
+    return load_predictions(CHECKPOINTS / FILE_NAME, checkpoint_dir=CHECKPOINTS)[0]
+
+
+def test_every_finished_checkpoint_has_recorded_predictions(recorded_predictions):
+    finished = [
+        p.stem for p in COMMITTED if (load_checkpoint(p)["training_state"] or {}).get("finished")
+    ]
+    missing = sorted(set(finished) - set(recorded_predictions))
+    assert not missing, f"no recorded predictions for {missing}: run `make predictions`"
 
 
 @pytest.mark.parametrize("path", COMMITTED, ids=[p.stem for p in COMMITTED])
-def test_recorded_accuracy_is_reproduced(path, request):
+def test_recorded_accuracy_and_predictions_are_reproduced(path, request):
     ckpt = load_checkpoint(path)
     state = ckpt.get("training_state") or {}
     if not state.get("finished"):
@@ -69,9 +82,12 @@ def test_recorded_accuracy_is_reproduced(path, request):
         )
     variant, _ = parse_checkpoint_name(path.stem)
     model, ckpt = load_model(path, expected_name=variant)
-    loader = request.getfixturevalue("test_loader")
-    measured = evaluate(model, loader, tta=ckpt["config"]["tta"])["acc"]
-    recorded = ckpt["final"]["test_acc"]
+    images, labels = request.getfixturevalue("test_images")
+    pred = predict(model, images, tta=ckpt["config"]["tta"])  # the accuracy evaluate() reports
+    measured, recorded = (pred == labels).mean(), ckpt["final"]["test_acc"]
     assert abs(measured - recorded) <= 0.001, (
         f"{path.stem}: recorded {recorded:.2%}, measured {measured:.2%}"
     )
+    record = request.getfixturevalue("recorded_predictions")[path.stem]
+    agree = (pred == record.pred).mean()
+    assert agree >= 0.999, f"{path.stem}: only {agree:.2%} of its recorded predictions reproduced"

@@ -50,6 +50,7 @@ def test_apply_then_check_is_clean_and_a_second_apply_changes_nothing(copies, ca
         setup = [c for c in nb.cells if "setup" in c.metadata.get("tags", [])]
         assert [c.source for c in setup] == [nh.setup_source(URL)]
         assert f'REPO_URL = "{URL}"' in setup[0].source
+        assert setup[0].metadata["jupyter"]["source_hidden"] is True  # collapsed
         # everything else as it was: cells, outputs, metadata
         assert len(nb.cells) == len(old.cells) and nb.metadata == old.metadata
         for new_cell, old_cell in zip(nb.cells, old.cells, strict=True):

@@ -119,7 +119,7 @@ def test_package_checks_cover_python_and_every_package():
 
 def test_pooltools_check(monkeypatch):
     ok = setup_check.check_pooltools()
-    assert ok.ok and str(ROOT / "pooltools") in ok.detail
+    assert ok.ok and ok.detail.endswith("imported from pooltools")  # relative: no machine path
 
     def not_installed(name):
         raise metadata.PackageNotFoundError(name)

@@ -1,5 +1,6 @@
-"""Student copies: every exercise has a hidden solution, and a copy has no solution code and no
-outputs. Checked on every real notebook of the series and on a tiny hand-made one."""
+"""Student copies: every exercise has a hidden solution, and a copy has no answer code and no
+outputs, keeps the scaffold around each stub and the check cells. Checked on every real notebook
+of the series and on tiny hand-made ones."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import json
 import nbformat
 import pytest
 
-from pooltools import student
+from pooltools.tools import student
 
 NOTEBOOKS = student.notebook_paths()
 
@@ -40,14 +41,24 @@ def _every_text(nb) -> str:
 
 
 def _solution_only_lines(nb) -> set[str]:
-    """Non-trivial solution lines: code (not blank, not a comment) found in no other cell."""
+    """Non-trivial answer lines (inside the marked regions, or whole unmarked solution cells):
+    code, not blank, not a comment, found nowhere else in the notebook (scaffolds included)."""
+    answers, elsewhere = set(), set()
+    for c in nb.cells:
+        lines = {ln.strip() for ln in c.source.splitlines()}
+        if student.is_solution(c):
+            answer = {ln.strip() for ln in student.answer_lines(c.source)}
+            answers |= answer
+            elsewhere |= lines - answer
+        else:
+            elsewhere |= lines
+    return {ln for ln in answers - elsewhere if len(ln) >= 8 and not ln.startswith("#")}
 
-    def lines(cells):
-        return {ln.strip() for c in cells for ln in c.source.splitlines()}
 
-    solution = lines(c for c in nb.cells if student.is_solution(c))
-    elsewhere = lines(c for c in nb.cells if not student.is_solution(c))
-    return {ln for ln in solution - elsewhere if len(ln) >= 8 and not ln.startswith("#")}
+def _is_stub(cell) -> bool:
+    return cell.cell_type == "code" and (
+        cell.source.startswith("# Your turn") or 'raise NotImplementedError("your turn' in cell.source
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -62,8 +73,13 @@ def test_every_exercise_has_a_hidden_solution_before_the_next(path):
     solutions = [i for i, c in enumerate(nb.cells) if student.is_solution(c)]
     assert set(solutions) == owned, f"solution cells outside any exercise: {set(solutions) - owned}"
     for i in solutions:
-        hidden = nb.cells[i].metadata.get("jupyter", {}).get("source_hidden")
-        assert hidden is True, f"solution cell {i} is not collapsed (jupyter.source_hidden)"
+        jupyter = nb.cells[i].metadata.get("jupyter", {})
+        assert jupyter.get("source_hidden") is True, (
+            f"solution cell {i} is not collapsed (jupyter.source_hidden)"
+        )
+        assert jupyter.get("outputs_hidden") is True, (
+            f"solution cell {i}'s outputs are not collapsed (jupyter.outputs_hidden)"
+        )
 
 
 @pytest.mark.parametrize("name", [p.name for p in NOTEBOOKS])
@@ -95,18 +111,35 @@ def test_student_copy_has_one_clean_stub_per_exercise(copies, name):
     original, copy = copies[name]
     found = student.exercises(copy)
     assert [ex.number for ex in found] == [ex.number for ex in student.exercises(original)]
-    stubs = [i for i, c in enumerate(copy.cells) if c.source.startswith("# Your turn")]
+    stubs = [i for i, c in enumerate(copy.cells) if _is_stub(c)]
     assert len(stubs) == len(found)
     bounds = [ex.markdown_index for ex in found] + [len(copy.cells)]
     for ex, stub, stop in zip(found, stubs, bounds[1:], strict=True):
         assert ex.markdown_index < stub < stop, f"exercise {ex.number}'s stub is not after it"
         cell = copy.cells[stub]
-        assert cell.cell_type == "code" and cell.metadata == {}, "stub: no tags, not hidden"
-        assert f"(exercise {ex.number})" in cell.source and name in cell.source
+        assert "jupyter" not in cell.metadata, "stub: shown, not hidden"
+        assert student.SOLUTION_TAG not in cell.metadata.get("tags", [])
+        assert f"exercise {ex.number}" in cell.source
+        ast.parse("\n".join(ln for ln in cell.source.splitlines() if not ln.startswith("%")))
     # everything else is kept, in order
     kept = [c.source for c in original.cells if not student.is_solution(c)]
     rest = [c.source for i, c in enumerate(copy.cells) if i not in stubs]
     assert rest[0] == kept[0] and rest[2:] == kept[1:] and "Student copy" in rest[1]
+
+
+@pytest.mark.parametrize("name", [p.name for p in NOTEBOOKS])
+def test_student_copy_keeps_the_scaffold_and_the_check_cells(copies, name):
+    original, copy = copies[name]
+    checks = [c.source for c in original.cells if student.is_check(c)]
+    assert [c.source for c in copy.cells if student.is_check(c)] == checks
+    marked = [c for c in original.cells if student.is_solution(c) and student.has_markers(c.source)]
+    scaffolds = {c.id: c for c in copy.cells if 'raise NotImplementedError("your turn' in c.source}
+    for cell in marked:
+        stubbed = scaffolds[cell.id].source
+        answer = set(student.answer_lines(cell.source))
+        for line in cell.source.splitlines():
+            if line not in answer and student.BEGIN not in line and student.END not in line:
+                assert line in stubbed.splitlines(), f"scaffold line lost: {line!r}"
 
 
 def _names(source: str) -> tuple[set[str], set[str]]:
@@ -125,12 +158,23 @@ def _names(source: str) -> tuple[set[str], set[str]]:
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_no_later_cell_needs_a_name_only_a_solution_defines(path):
-    """So the student copy still runs top to bottom with the solutions taken out."""
+    """So the student copy still runs top to bottom with the answers taken out: a name the
+    scaffold around a stub defines is fine, one only the answer defines is not."""
     nb = nbformat.read(path, as_version=4)
-    code = [(student.is_solution(c), _names(c.source)) for c in nb.cells if c.cell_type == "code"]
-    by_others = set().union(*(d for sol, (d, _) in code if not sol))
+    scaffold_names: set[str] = set()  # what the kept code of marked solution cells defines
+    code = []  # (is a solution, names only its answer defines, names it reads)
+    for c in nb.cells:
+        if c.cell_type != "code":
+            continue
+        defined, read = _names(c.source)
+        if student.is_solution(c) and student.has_markers(c.source):
+            kept = _names(student.stub_source(c.source))[0]
+            scaffold_names |= kept
+            defined -= kept
+        code.append((student.is_solution(c), defined, read))
+    by_others = scaffold_names.union(*(d for sol, d, _ in code if not sol))
     only_in_solutions: set[str] = set()
-    for sol, (defined, read) in code:
+    for sol, defined, read in code:
         if sol:
             only_in_solutions |= defined - by_others
         else:
@@ -196,3 +240,86 @@ def test_build_student_cli_writes_atomically_and_drops_stale_copies(tmp_path):
 def test_build_student_refuses_an_empty_series(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no notebooks to convert"):
         student.build_student([], out=tmp_path)
+
+
+# --------------------------------------------------------------------------- marked regions
+
+MARKED = '''\
+# Scaffold: fill in the function.
+def double(x):
+    """Twice x."""
+    ### BEGIN SOLUTION
+    secret_answer_value = 2 * x
+    return secret_answer_value
+    ### END SOLUTION
+
+
+print("defined")'''
+
+
+def _marked_notebook():
+    """Exercise 1 with a marked solution and a check cell; exercise 2 in the old format."""
+    v4 = nbformat.v4
+    hidden = {"tags": ["solution"], "jupyter": {"source_hidden": True, "outputs_hidden": True}}
+    sol = v4.new_code_cell(MARKED, metadata=dict(hidden), outputs=[
+        v4.new_output("stream", name="stdout", text="defined\n")])  # fmt: skip
+    check = v4.new_code_cell("assert double(2) == 4", metadata={"tags": ["check"]})
+    old = v4.new_code_cell("old_format_answer = 42", metadata=dict(hidden))
+    cells = [v4.new_markdown_cell("# Title"), v4.new_markdown_cell("**Exercise 1.** Double."),
+             sol, check, v4.new_markdown_cell("**Exercise 2.** Old."), old]  # fmt: skip
+    return v4.new_notebook(cells=cells)
+
+
+def test_a_marked_region_becomes_a_stub_and_the_scaffold_stays():
+    nb = _marked_notebook()
+    copy = student.student_copy(nb, "98_marked.ipynb")
+    sources = [c.source for c in copy.cells]
+    scaffold = copy.cells[3]
+    assert scaffold.id == nb.cells[2].id and scaffold.metadata == {}, "shown, no solution tag"
+    assert "secret_answer_value" not in _every_text(copy)
+    assert "old_format_answer" not in _every_text(copy)
+    assert student.BEGIN not in scaffold.source and student.END not in scaffold.source
+    for kept in ("# Scaffold: fill in the function.", "def double(x):", '    """Twice x."""',
+                 'print("defined")'):  # fmt: skip
+        assert kept in scaffold.source.splitlines()
+    assert '    raise NotImplementedError("your turn: write your answer here (exercise 1)")' in (
+        scaffold.source.splitlines()
+    )
+    assert sources[4] == "assert double(2) == 4" and student.is_check(copy.cells[4])
+    assert sources[6].startswith("# Your turn (exercise 2)"), "the old format still works"
+    # the copy runs: the scaffold defines the function, calling it says whose turn it is
+    namespace: dict = {}
+    exec(scaffold.source, namespace)
+    with pytest.raises(NotImplementedError, match="your turn"):
+        namespace["double"](2)
+    assert scaffold.outputs == [] and nb.cells[2].outputs, "copy cleared, input left alone"
+
+
+def test_stub_source_keeps_indentation_and_every_region():
+    src = "a = 1\n### BEGIN SOLUTION\nb = 2\n### END SOLUTION\nif a:\n\t### BEGIN SOLUTION\n\tc = 3\n\t### END SOLUTION"
+    out = student.stub_source(src, "x")
+    assert out == ('a = 1\nraise NotImplementedError("your turn: x")\nif a:\n'
+                   '\traise NotImplementedError("your turn: x")')  # fmt: skip
+    assert student.answer_lines(src) == ["b = 2", "\tc = 3"]
+    assert student.answer_lines("no = 'markers'") == ["no = 'markers'"]
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("### BEGIN SOLUTION\nx = 1", r"line 1 is never closed"),
+        ("x = 1\n### END SOLUTION", r"'### END SOLUTION' on line 2 without"),
+        ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION", r"line 2 inside another"),
+        ("x = 1", r"has no '### BEGIN SOLUTION'"),
+    ],
+)
+def test_bad_markers_are_refused_with_the_line(source, message):
+    with pytest.raises(ValueError, match=message):
+        student.stub_source(source)
+
+
+def test_a_bad_marker_names_the_notebook_and_cell():
+    nb = _marked_notebook()
+    nb.cells[2].source = MARKED.replace("    ### END SOLUTION\n", "")
+    with pytest.raises(ValueError, match=r"98_marked.ipynb, solution cell .* never closed"):
+        student.student_copy(nb, "98_marked.ipynb")

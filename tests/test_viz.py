@@ -336,6 +336,11 @@ def test_plot_window_values_image_shows_rgb_values():
     assert len(ax_in.texts) == 4 * 3
     assert "each channel" in fig.get_suptitle()
     assert png_bytes(fig)
+    (legend,) = fig.legends  # the winner dots are explained, one entry per channel
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels == [f"winner of the {c} channel" for c in ("red", "green", "blue")]
+    colours = [h.get_markerfacecolor() for h in legend.legend_handles]
+    assert colours == list(viz.CHANNEL_COLOURS)
 
 
 def test_show_image_grid_one_axes_per_image():
@@ -356,3 +361,77 @@ def test_show_image_grid_one_axes_per_image():
 def test_figures_show_themselves_in_jupyter_without_pyplot():
     fig = viz.plot_matrix(TOY)
     assert fig._repr_png_().startswith(b"\x89PNG")
+
+
+# --------------------------------------------------------------------------- convolution arithmetic
+
+
+def _covered_by_torch(h, w, k, s, p, d, ceil):
+    """Input cells some window can pick: put a large value at each cell in turn and see whether
+    any output of PyTorch's max pooling takes it (the oracle for `uncovered`)."""
+    covered = set()
+    for r in range(h):
+        for c in range(w):
+            x = torch.zeros(1, 1, h, w)
+            x[0, 0, r, c] = 1.0
+            if F.max_pool2d(x, k, s, p, d, ceil_mode=ceil).max() == 1.0:
+                covered.add((r, c))
+    return covered
+
+
+@pytest.mark.parametrize(
+    "h, w, k, s, p, d, ceil",
+    [(5, 5, 2, 2, 0, 1, False), (5, 5, 2, 2, 0, 1, True), (7, 6, 3, 2, 1, 1, True),
+     (6, 6, 2, 3, 0, 1, False), (7, 7, 2, 1, 0, 3, False), (9, 8, 3, 2, 1, 2, True)],
+)  # fmt: skip
+def test_arithmetic_agrees_with_pytorch(h, w, k, s, p, d, ceil):
+    geo = viz.arithmetic((h, w), k, s, p, d, ceil)
+    out = F.max_pool2d(torch.zeros(1, 1, h, w), k, s, p, d, ceil_mode=ceil)
+    assert geo.out_shape == tuple(out.shape[-2:])
+    cells = {(r, c) for r in range(h) for c in range(w)}
+    assert cells - geo.uncovered == _covered_by_torch(h, w, k, s, p, d, ceil)
+    floor = F.max_pool2d(torch.zeros(1, 1, h, w), k, s, p, d).shape[-2:]
+    assert len(geo.extra) == geo.out_shape[0] * geo.out_shape[1] - floor[0] * floor[1]
+    # every window holds its own argmax (PyTorch's return_indices on random data)
+    x = torch.randn(1, 1, h, w)
+    _, idx = F.max_pool2d(x, k, s, p, d, ceil_mode=ceil, return_indices=True)
+    for (i, j), taps in geo.windows.items():
+        assert divmod(int(idx[0, 0, i, j]), w) in taps
+        assert len(taps) == k * k
+
+
+def test_floor_drops_the_last_row_and_ceil_adds_windows_on_5x5():
+    floor, ceil = viz.arithmetic(5, 2, 2), viz.arithmetic(5, 2, 2, ceil_mode=True)
+    last = {(4, c) for c in range(5)} | {(r, 4) for r in range(5)}
+    assert floor.uncovered == last and ceil.uncovered == frozenset()
+    assert ceil.extra == {(2, 0), (2, 1), (2, 2), (0, 2), (1, 2)}
+    fig = viz.plot_floor_vs_ceil(5, 2, 2)
+    gids = [p.get_gid() for ax in fig.axes for p in ax.patches]
+    assert gids.count("window-extra") == 5 and gids.count("window") == 4 + 4
+    hatched = [p for ax in fig.axes for p in ax.patches if p.get_gid() == "input" and p.get_hatch()]
+    assert len(hatched) == 9
+
+
+def test_plot_arithmetic_writes_the_values_pytorch_returns():
+    neg = -np.arange(1.0, 10.0).reshape(3, 3)
+    fig = viz.plot_arithmetic(neg, 3, 1, padding=1, windows=[(0, 0)])
+    ax_in, ax_out = fig.axes
+    expected = F.max_pool2d(torch.from_numpy(neg)[None, None], 3, 1, 1)[0, 0].numpy()
+    texts = [t.get_text() for t in ax_out.texts]
+    assert texts == [viz.format_value(v) for v in expected.flatten()]
+    assert sum(t.get_text() == "−∞" for t in ax_in.texts) == 5 * 5 - 9
+    with pytest.raises(ValueError, match="outside the output"):
+        viz.plot_arithmetic(5, 2, 2, windows=[(2, 0)])
+
+
+def test_window_animation_has_one_frame_per_output_cell_and_renders_offline():
+    toy = np.arange(16.0).reshape(4, 4)
+    anim = viz.window_animation(toy, 2, 2, dpi=40)
+    html = viz.animation_html(anim)
+    assert html.count("data:image/png;base64") == 4
+    assert "https://" not in html and "http://" not in html, "plays offline"
+    assert "fa fa-" not in html and "▶" in html, "icons as text, no icon font"
+    fig = anim._fig
+    assert [t.get_text() for t in fig.axes[1].texts] == ["5", "7", "13", "15"]  # last frame
+    with pytest.raises(ValueError, match="at most 36 output cells"):
+        viz.window_animation(np.zeros((14, 14)), 2, 2)

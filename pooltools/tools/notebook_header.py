@@ -120,7 +120,7 @@ def _with_badge(markdown: str, badge: str) -> str:
 
 def with_header(nb: NotebookNode, name: str, repo_url: str) -> NotebookNode:
     """``nb`` (changed in place, also returned) with the badge in its first markdown cell and
-    the setup cell's source regenerated. Raises ``ValueError`` when the notebook has no
+    the setup cell's source regenerated and collapsed. Raises ``ValueError`` when the notebook has no
     markdown cell or no code cell tagged ``setup``."""
     markdown = next((c for c in nb.cells if c.cell_type == "markdown"), None)
     setup = [c for c in nb.cells if SETUP_TAG in c.get("metadata", {}).get("tags", [])]
@@ -132,6 +132,8 @@ def with_header(nb: NotebookNode, name: str, repo_url: str) -> NotebookNode:
         )
     markdown.source = _with_badge(markdown.source, badge_markdown(name, repo_url))
     setup[0].source = setup_source(repo_url)
+    # collapsed: a learner sees its one-line comment, not the installer
+    setup[0].metadata.setdefault("jupyter", {})["source_hidden"] = True
     return nb
 
 

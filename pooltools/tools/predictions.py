@@ -62,7 +62,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         start = time.perf_counter()
         records.append(record_checkpoint(path, images))
         acc = records[-1].correct(labels).mean()
-        print(f"{path.stem}: test acc {acc:.2%} ({time.perf_counter() - start:.0f} s)")
+        print(f"{path.stem}: test acc {acc:.2%} ({time.perf_counter() - start:.0f} s)", flush=True)
+        # saved after each one (the unchanged ones are kept), so an interrupted run loses little
+        save_predictions(
+            [*records, *(r for s, r in old.items() if s not in {p.stem for p in paths})],
+            labels,
+            out,
+        )
     save_predictions(records, labels, out)
     print(
         f"{len(records)} checkpoints recorded in {out.name}"
