@@ -10,7 +10,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-from-pyproject
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
-.PHONY: install lab test unit nbval run lint student site train clean-venv
+.PHONY: install lab test unit nbval run lint student site train predictions clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,10 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
+# JupyterLab on 127.0.0.1 with a random token, --allow-root only for root (see
+# pooltools/tools/lab.py); LAB_ARGS=--dry-run prints the command instead.
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	$(PY) -m pooltools.tools.lab $(LAB_ARGS)
 
 test: unit nbval
 
@@ -35,7 +37,7 @@ unit: $(STAMP)
 # have their output compared with the committed one.
 nbval: $(STAMP)
 	POOLTOOLS_QUICK=1 $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider \
-		--nbval-cell-timeout=600 $(NOTEBOOKS)
+		--nbval-cell-timeout=600 --sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
 
 # Execute every notebook in place in full mode, to refresh the committed outputs, and time each
 # run in full and quick mode into data/reference_timings.json (notebook 00 predicts run times from it).
@@ -56,6 +58,11 @@ train: $(STAMP)
 			--out data/checkpoints $(if $(FORCE),--no-resume,) || exit 1; \
 	done; done
 
+# Every finished checkpoint's predictions on the test set (plain and shifted), for notebook 3's
+# paired statistics: data/checkpoints/predictions.npz. Unchanged checkpoints are not re-evaluated.
+predictions: $(STAMP)
+	POOLTOOLS_QUICK=0 $(PY) -m pooltools.tools.predictions
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pooltools tests notebooks
 
@@ -65,4 +72,10 @@ student: $(STAMP)
 	$(PY) -m pooltools.tools.student --out build/student
 
 site: $(STAMP)
-	$(PY) -m pooltools.site --out build/site
+	$(PY) -m pooltools.tools.site --out build/site
+
+# The model card data/checkpoints/README.md and data/checkpoints/summary.json (per variant: seeds,
+# test accuracies, params, MACs, receptive field, median s/epoch), generated from the JSON histories.
+.PHONY: card
+card: $(STAMP)
+	$(PY) -m pooltools.tools.model_card
