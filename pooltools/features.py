@@ -16,6 +16,10 @@ with every module's train/eval flag restored afterwards. Tensors come back on th
                                transposed convs, down to the input
 :func:`linear_probe`           Alain & Bengio (2016): how linearly decodable a layer's features are
 :func:`linear_probes`          the same for several layers, with one pass over the images
+:func:`fit_probe`              a probe on features captured once (full-batch, deterministic)
+:func:`conv_depths`            convolutions so far at each feature layer (a fair x axis)
+:func:`class_purity`           how class-specific a channel's top-k images are
+:func:`mass_square`            the centred square holding a fraction of an ERF's mass
 =============================  ===============================================================
 
 Layers are named as in ``model.named_modules()`` (``"stage2.relu2"``, ``"stage1.pool"``).
@@ -29,6 +33,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+import scipy.optimize
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -54,6 +59,10 @@ __all__ = [
     "ProbeResult",
     "linear_probe",
     "linear_probes",
+    "conv_depths",
+    "fit_probe",
+    "class_purity",
+    "mass_square",
 ]
 
 Layers = str | Sequence[str]
@@ -842,3 +851,124 @@ def _fit_probe(
         train_acc = (probe(f_train).argmax(1) == y_train).double().mean().item()
         test_acc = (probe(f_test).argmax(1) == y_test).double().mean().item()
     return ProbeResult(train_acc, test_acc, int(f_train.shape[1]))
+
+
+# ------------------------------------------------------------------------------ comparing networks
+def conv_depths(model: nn.Module) -> dict[str, int]:
+    """For every :func:`feature_layers` layer, the number of convolutions the input has passed.
+
+    Every ``nn.Conv2d`` up to and including the layer counts (``allconv``'s learned stride-2
+    ``stage1.pool`` is one; a fixed blur is not). This is the x axis on which layers of networks
+    with and without pooling are compared like with like.
+    """
+    wanted = set(feature_layers(model))
+    depths: dict[str, int] = {}
+    count = 0
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            count += 1
+        if name in wanted:  # a container (allconv's pool) is visited before its conv: recount
+            inner = sum(isinstance(m, nn.Conv2d) for m in module.modules())
+            depths[name] = count + inner
+    return depths
+
+
+def fit_probe(
+    f_train: torch.Tensor,
+    y_train: torch.Tensor,
+    f_test: torch.Tensor,
+    y_test: torch.Tensor,
+    l2: float = 1e-3,
+    max_iter: int = 200,
+) -> ProbeResult:
+    """A linear softmax probe on precomputed features ``(N, F)``, solved to convergence.
+
+    Features are standardized with the training mean and std (constant ones become 0); the
+    classifier starts from zero and minimizes mean cross-entropy plus ``l2 * |W|^2 / 2`` with
+    scipy's full-batch L-BFGS-B (float64, on one thread: fast on a busy CPU too). The problem is convex and the solver has no
+    randomness, so the same features give the same probe: any spread between probes comes
+    from the data they were given. Use it with features captured once (:func:`capture` with a
+    ``reduce``) to probe many layers and subsets cheaply.
+    """
+    y_train, y_test = torch.as_tensor(y_train).long(), torch.as_tensor(y_test).long()
+    if f_train.dim() != 2 or f_test.dim() != 2 or f_train.shape[1] != f_test.shape[1]:
+        raise ValueError(
+            f"features must be (N, F) with the same F, but got train {tuple(f_train.shape)} "
+            f"and test {tuple(f_test.shape)}"
+        )
+    if len(f_train) != len(y_train) or len(f_test) != len(y_test):
+        raise ValueError(
+            f"features and labels differ in length: train {len(f_train)} vs {len(y_train)}, "
+            f"test {len(f_test)} vs {len(y_test)}"
+        )
+    x_train, x_test = (t.double() for t in _standardize(f_train.double(), f_test.double()))
+    classes = int(max(y_train.max(), y_test.max())) + 1
+    onehot = F.one_hot(y_train, classes).double()  # (N, K)
+    n, d = x_train.shape
+
+    def loss_and_grad(theta_np: np.ndarray) -> tuple[float, np.ndarray]:
+        theta = torch.from_numpy(theta_np)
+        weight, bias = theta[: d * classes].view(d, classes), theta[d * classes :]
+        log_p = torch.log_softmax(x_train @ weight + bias, dim=1)  # (N, K)
+        loss = -(onehot * log_p).sum() / n + 0.5 * l2 * weight.square().sum()
+        delta = (log_p.exp() - onehot) / n  # (N, K): d loss / d logits
+        grad = torch.cat([(x_train.T @ delta + l2 * weight).flatten(), delta.sum(0)])
+        return float(loss), grad.numpy()
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small matrices: a second thread only waits (badly, on a busy CPU)
+    try:
+        theta = scipy.optimize.minimize(
+            loss_and_grad, np.zeros(d * classes + classes), jac=True, method="L-BFGS-B",
+            options={"maxiter": max_iter},
+        ).x  # fmt: skip
+        weight = torch.from_numpy(theta[: d * classes]).view(d, classes)
+        bias = torch.from_numpy(theta[d * classes :])
+        train_acc = ((x_train @ weight + bias).argmax(1) == y_train).double().mean().item()
+        test_acc = ((x_test @ weight + bias).argmax(1) == y_test).double().mean().item()
+    finally:
+        torch.set_num_threads(threads)
+    return ProbeResult(train_acc, test_acc, int(d))
+
+
+def class_purity(maxima: torch.Tensor, labels: torch.Tensor, k: int = 9) -> np.ndarray:
+    """How class-specific each channel's top-``k`` images are: ``(C,)`` values in ``1/k .. 1``.
+
+    ``maxima`` ``(N, C)`` is each channel's maximum activation per image (over positions);
+    ``labels`` ``(N,)`` the images' classes. For each channel, the share of its ``k`` most
+    activating images that belong to their most common class (ties: the lower image index
+    ranks first). An edge or colour unit fires on any class (low purity); a unit that
+    "recognizes objects" of one class picks its top images from that class (purity near 1).
+    """
+    maxima, labels = torch.as_tensor(maxima), torch.as_tensor(labels).long()
+    if maxima.dim() != 2 or len(maxima) != len(labels) or not 1 <= k <= len(maxima):
+        raise ValueError(
+            f"maxima must be (N, C) with N = len(labels) >= k, but got {tuple(maxima.shape)}, "
+            f"{len(labels)} labels and k={k}"
+        )
+    order = torch.sort(maxima, dim=0, descending=True, stable=True).indices[:k]  # (k, C)
+    top_labels = labels[order]  # (k, C)
+    counts = F.one_hot(top_labels, int(labels.max()) + 1).sum(0)  # (C, classes)
+    return (counts.max(1).values.double() / k).numpy()
+
+
+def mass_square(erf: np.ndarray, fraction: float = 0.9) -> int:
+    """Side (px) of the smallest centred square that holds ``fraction`` of the map's mass.
+
+    A square of side ``s`` in an ``(H, W)`` map starts at row ``(H - s) // 2`` and column
+    ``(W - s) // 2``. Used on :func:`effective_receptive_field` maps to say how much of the
+    theoretical field a unit's sensitivity actually fills.
+    """
+    erf = np.asarray(erf, dtype=np.float64)
+    if erf.ndim != 2 or not 0 < fraction <= 1 or erf.min() < 0 or erf.sum() <= 0:
+        raise ValueError(
+            f"erf must be a non-negative (H, W) map with positive mass and fraction in (0, 1], "
+            f"but got shape {erf.shape} and fraction {fraction}"
+        )
+    h, w = erf.shape
+    total = erf.sum()
+    for side in range(1, max(h, w) + 1):
+        top, left = max((h - side) // 2, 0), max((w - side) // 2, 0)
+        if erf[top : top + side, left : left + side].sum() >= fraction * total * (1 - 1e-12):
+            return side
+    return max(h, w)

@@ -629,3 +629,58 @@ def test_top_activating_channels_equals_one_channel_at_a_time_in_one_pass():
         fe.top_activating_channels(model, "stage2.relu1", [], x)
     with pytest.raises(ValueError, match=r"channel must be in \[0, 8\)"):
         fe.top_activating_channels(model, "stage2.relu1", [1, 8], x, k=2)
+
+
+# ------------------------------------------------------------------------------ comparing networks
+def test_conv_depths_count_every_conv_up_to_each_layer():
+    for name in ("base", "allconv", "unpooled", "convpool"):
+        model = build_model(name, **TINY)
+        convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+        order = [n for n, _ in model.named_modules()]
+        for layer, depth in fe.conv_depths(model).items():
+            inside = [c for c in convs if c.startswith(layer + ".")]
+            before = [c for c in convs if order.index(c) < order.index(layer)]
+            assert depth == len(before) + len(inside), (name, layer)
+    assert fe.conv_depths(build_model("allconv", **TINY))["stage1.pool"] == 2  # its learned conv
+
+
+def test_fit_probe_separates_separable_classes_and_not_noise():
+    gen = torch.Generator().manual_seed(0)
+    y = torch.arange(300) % 3
+    centres = torch.randn(3, 5, generator=gen) * 4
+    f = centres[y] + torch.randn(300, 5, generator=gen)
+    r = fe.fit_probe(f[:200], y[:200], f[200:], y[200:])
+    assert r.test_acc > 0.95 and r.features == 5
+    noise = fe.fit_probe(torch.randn(200, 5, generator=gen), y[:200],
+                         torch.randn(100, 5, generator=gen), y[200:])  # fmt: skip
+    assert noise.test_acc < 0.6
+    again = fe.fit_probe(f[:200], y[:200], f[200:], y[200:])
+    assert again == r  # deterministic
+    with pytest.raises(ValueError, match="differ in length"):
+        fe.fit_probe(f[:200], y[:100], f[200:], y[200:])
+
+
+def test_class_purity_against_a_counting_loop():
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 10, (50,), generator=gen)
+    maxima = torch.rand(50, 6, generator=gen)
+    got = fe.class_purity(maxima, labels, k=7)
+    for c in range(6):
+        top = sorted(range(50), key=lambda i: -float(maxima[i, c]))[:7]
+        counts = np.bincount(labels[top].numpy())
+        assert got[c] == pytest.approx(counts.max() / 7)
+    pure = (labels[:, None] == 4).float().expand(50, 2)
+    assert fe.class_purity(pure, labels, k=min(9, int((labels == 4).sum()))).tolist() == [1.0, 1.0]
+
+
+def test_mass_square_on_a_flat_map_and_a_spike():
+    flat = np.ones((32, 32))
+    for fraction in (0.1, 0.5, 0.9, 1.0):
+        assert fe.mass_square(flat, fraction) == int(np.ceil(np.sqrt(fraction * 1024) - 1e-9))
+    spike = np.zeros((32, 32))
+    spike[15, 15] = 1  # the 1-px square of a 32-px map starts at (32 - 1) // 2 = 15
+    assert fe.mass_square(spike, 0.99) == 1
+    spike = np.roll(spike, 1, axis=0)
+    assert fe.mass_square(spike, 0.99) == 2
+    with pytest.raises(ValueError, match="fraction"):
+        fe.mass_square(flat, 1.5)
