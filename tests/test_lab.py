@@ -34,9 +34,10 @@ def test_command_line_for_root_and_for_a_normal_user(uid, allow_root):
 
 
 def test_make_lab_runs_the_module(monkeypatch):
-    dry = subprocess.run(["make", "-n", "-W", "pyproject.toml", "lab"], cwd=ROOT, text=True,
-                         capture_output=True, check=True).stdout  # fmt: skip
-    assert "-m pooltools.tools.lab" in dry.splitlines()[-1]
+    # --no-print-directory: run from `make test`, the nested make would add "Leaving directory"
+    dry = subprocess.run(["make", "-n", "--no-print-directory", "-W", "pyproject.toml", "lab"],
+                         cwd=ROOT, text=True, capture_output=True, check=True).stdout  # fmt: skip
+    assert "-m pooltools.tools.lab" in dry.strip().splitlines()[-1]
 
 
 def test_dry_run_prints_the_command_for_this_user(capsys):
