@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from pooltools.shapes import PoolParams, pair
+
 __all__ = [
     "KINDS",
     "DownsamplingStep",
@@ -94,25 +96,9 @@ class DownsamplingStep:
         return text + (" ceil" if self.ceil_mode else "")
 
 
-def _pair(value: Any, default: Any = None) -> tuple[int, int] | None:
-    """``3`` or ``(3,)`` or ``[3, 3]`` -> ``(3, 3)``, as PyTorch reads these arguments."""
-    if value is None:
-        return default
-    if isinstance(value, int):
-        return (value, value)
-    values = tuple(int(v) for v in value)
-    return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
-
-
 def _bind(func: Callable[..., Any], args: tuple, kwargs: dict) -> dict[str, Any]:
     """The call's arguments by parameter name (defaults not filled in)."""
     return {**dict(zip(_PARAMS[func], args, strict=False)), **kwargs}
-
-
-def _stride(kind: str, a: dict[str, Any]) -> tuple[int, int]:
-    if kind == "conv":
-        return _pair(a.get("stride", 1))
-    return _pair(a.get("stride") or None, _pair(a["kernel_size"]))
 
 
 def _spatial(t: Any) -> tuple[int, int] | None:
@@ -143,11 +129,12 @@ class _Tracer(TorchFunctionMode):
             size_out = (1, 1)  # a mean over H and W, with or without keepdim
         if size_in is None or size_out is None or size_out == size_in:
             return out
-        if kind in ("conv", "max pool", "avg pool") and _stride(kind, a) == (1, 1):
+        step = self._step(kind, func, a, size_in, size_out)
+        if kind in ("conv", "max pool", "avg pool") and step.stride == (1, 1):
             return out  # a "valid" stride-1 window trims a border; it does not downsample
         if any(type(m).__name__ in _SQUEEZE_EXCITATION_NAMES for _, m in self.stack):
             return out  # channel attention: the main path keeps its size
-        self.steps.append(self._step(kind, func, a, size_in, size_out))
+        self.steps.append(step)
         return out
 
     @staticmethod
@@ -175,10 +162,10 @@ class _Tracer(TorchFunctionMode):
 
     def _step(self, kind, func, a, size_in, size_out) -> DownsamplingStep:
         if kind == "conv":
-            kernel = _pair(tuple(a["weight"].shape[-2:]))
-            stride = _stride(kind, a)
+            kernel = pair(tuple(a["weight"].shape[-2:]), "kernel_size")
+            stride = pair(a.get("stride", 1), "stride")
             padding = a.get("padding", 0)
-            padding = (0, 0) if isinstance(padding, str) else _pair(padding)
+            padding = (0, 0) if isinstance(padding, str) else pair(padding, "padding")
             patchify = kernel == stride and padding == (0, 0)
             return DownsamplingStep(
                 "patchify conv" if patchify else "strided conv",
@@ -186,12 +173,12 @@ class _Tracer(TorchFunctionMode):
                 size_in, size_out, kernel, stride, padding,
             )  # fmt: skip
         if kind in ("max pool", "avg pool"):
-            kernel = _pair(a["kernel_size"])
-            stride = _stride(kind, a)
+            pool = PoolParams.of(a["kernel_size"], a.get("stride"), a.get("padding", 0),
+                                 ceil_mode=a.get("ceil_mode", False), check=False)  # fmt: skip
             module_types = (nn.MaxPool2d,) if kind == "max pool" else (nn.AvgPool2d,)
             return DownsamplingStep(
-                kind, self._where(module_types), size_in, size_out, kernel, stride,
-                _pair(a.get("padding", 0)), bool(a.get("ceil_mode", False)),
+                kind, self._where(module_types), size_in, size_out, pool.kernel_size,
+                pool.stride, pool.padding, pool.ceil_mode,
             )  # fmt: skip
         module_types = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
         kind = "global pool" if size_out == (1, 1) else "adaptive pool"

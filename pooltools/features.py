@@ -40,7 +40,7 @@ from torch import nn
 
 from pooltools.models import BlurPool2d
 from pooltools.nn import ScratchMaxPool2d
-from pooltools.shapes import ReceptiveField, receptive_field
+from pooltools.shapes import PoolParams, ReceptiveField, receptive_field
 
 __all__ = [
     "capture",
@@ -612,10 +612,6 @@ def _output_padding(in_size: int, out_size: int, k: int, s: int, p: int, d: int)
     return in_size - ((out_size - 1) * s - 2 * p + d * (k - 1) + 1)
 
 
-def _pair(value: int | Sequence[int]) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
-
-
 def _linear_transpose(
     module: nn.Module, signal: torch.Tensor, in_shape: torch.Size
 ) -> torch.Tensor:
@@ -657,10 +653,9 @@ def _step_down(module: nn.Module, signal: torch.Tensor, memory: Any, bn: str) ->
         )  # fmt: skip
     if isinstance(module, _MAX_POOLS):
         indices, in_shape = memory
-        kernel, stride, dilation = (
-            _pair(module.kernel_size), _pair(module.stride), _pair(module.dilation)
-        )  # fmt: skip
-        if all(s >= d * (k - 1) + 1 for k, s, d in zip(kernel, stride, dilation, strict=True)):
+        pool = PoolParams.of(module.kernel_size, module.stride, module.padding, module.dilation)
+        kernel, stride = pool.kernel_size, pool.stride
+        if all(s >= d * (k - 1) + 1 for k, s, d in zip(kernel, stride, pool.dilation, strict=True)):
             # windows do not overlap: every input pixel is some window's switch at most once
             return F.max_unpool2d(signal, indices, kernel, stride, module.padding, in_shape[-2:])
         n, c, h, w = in_shape  # overlapping windows: a pixel may be the switch of several; sum

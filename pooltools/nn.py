@@ -31,34 +31,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from pooltools.shapes import check_pool_params, pair, pool_output_size
+from pooltools.shapes import IntOrPair, PoolParams, first_real_tap
 
-__all__ = ["ScratchMaxPool2d", "scratch_max_pool2d", "swap_maxpool", "resolve_pool_params"]
-
-IntOrPair = int | Sequence[int]
-Pair = tuple[int, int]
-
-
-def resolve_pool_params(
-    kernel_size: IntOrPair,
-    stride: IntOrPair | None = None,
-    padding: IntOrPair = 0,
-    dilation: IntOrPair = 1,
-) -> tuple[Pair, Pair, Pair, Pair]:
-    """``(kernel, stride, padding, dilation)`` as ``(h, w)`` pairs, checked like PyTorch does.
-
-    ``stride=None`` (or an empty sequence, which ``F.max_pool2d`` and ``nn.MaxPool2d`` also
-    accept) means ``stride = kernel_size``; a 1-element tuple ``(k,)`` means ``(k, k)``.
-    """
-    kernel = pair(kernel_size, "kernel_size")
-    no_stride = stride is None or (isinstance(stride, Sequence) and len(stride) == 0)
-    strides = kernel if no_stride else pair(stride, "stride")  # type: ignore[arg-type]
-    pads = pair(padding, "padding")
-    dilations = pair(dilation, "dilation")
-    for axis in range(2):
-        check_pool_params(kernel[axis], strides[axis], pads[axis], dilations[axis])
-    return kernel, strides, pads, dilations
-
+__all__ = ["ScratchMaxPool2d", "scratch_max_pool2d", "swap_maxpool"]
 
 def _memory_format(x: torch.Tensor) -> torch.memory_format:
     """channels_last for a 4-D input laid out that way (and not also plain contiguous)."""
@@ -87,14 +62,12 @@ def _full(
     return out.fill_(value)
 
 
-def _max_pool_forward(
-    x: torch.Tensor, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, ceil_mode: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _max_pool_forward(x: torch.Tensor, params: PoolParams) -> tuple[torch.Tensor, torch.Tensor]:
     """Max pooling of a 4-D ``x`` with torch elementwise ops; returns ``(output, indices)``."""
     n, c, h, w = x.shape  # x: (N, C, H, W)
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
-    out_h = pool_output_size(h, kh, sh, ph, dh, ceil_mode)
-    out_w = pool_output_size(w, kw, sw, pw, dw, ceil_mode)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (
+        params.kernel_size, params.stride, params.padding, params.dilation)  # fmt: skip
+    out_h, out_w = params.output_shape((h, w))
     fmt = _memory_format(x)
 
     # Pad with -inf (the smallest int for integer inputs): a padded tap never wins, since
@@ -117,8 +90,7 @@ def _max_pool_forward(
 
     # A window with nothing above -inf keeps pointing at its first tap inside the image,
     # as PyTorch does: skip whole dilation steps until the tap is in the image.
-    first_row = top + (-top).clamp(min=0).add(dh - 1).div(dh, rounding_mode="floor") * dh
-    first_col = left + (-left).clamp(min=0).add(dw - 1).div(dw, rounding_mode="floor") * dw
+    first_row, first_col = first_real_tap(top, dh), first_real_tap(left, dw)
     first_tap = first_row[:, None] * w + first_col[None, :]  # (out_h, out_w)
 
     best = _full((n, c, out_h, out_w), _lowest(x.dtype), x, x.dtype, fmt)  # (N, C, out_h, out_w)
@@ -185,8 +157,8 @@ class _MaxPool2dFunction(torch.autograd.Function):
     """Autograd glue: forward returns ``(output, indices)``; backward reads only the indices."""
 
     @staticmethod
-    def forward(ctx, x, kernel, stride, padding, dilation, ceil_mode):  # type: ignore[override]
-        output, index = _max_pool_forward(x, kernel, stride, padding, dilation, ceil_mode)
+    def forward(ctx, x, params):  # type: ignore[override]
+        output, index = _max_pool_forward(x, params)
         ctx.save_for_backward(index)  # like PyTorch: the indices and the shape, not the input
         ctx.input_shape = x.shape
         ctx.memory_format = _memory_format(x)
@@ -197,7 +169,7 @@ class _MaxPool2dFunction(torch.autograd.Function):
     def backward(ctx, grad_output, _grad_index):  # type: ignore[override]
         (index,) = ctx.saved_tensors
         grad_input = _max_pool_backward(grad_output, index, ctx.input_shape, ctx.memory_format)
-        return grad_input, None, None, None, None, None
+        return grad_input, None
 
 
 def _check_input(x: torch.Tensor) -> None:
@@ -231,10 +203,10 @@ def scratch_max_pool2d(
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Functional twin of ``F.max_pool2d`` with our own forward and backward."""
     _check_input(input)
-    kernel, strides, pads, dilations = resolve_pool_params(kernel_size, stride, padding, dilation)
+    params = PoolParams.of(kernel_size, stride, padding, dilation, ceil_mode)
     batched = input.dim() == 4
     x = input if batched else input.unsqueeze(0)  # (N, C, H, W)
-    output, index = _MaxPool2dFunction.apply(x, kernel, strides, pads, dilations, bool(ceil_mode))
+    output, index = _MaxPool2dFunction.apply(x, params)
     if not batched:
         output, index = output.squeeze(0), index.squeeze(0)  # (C, out_h, out_w)
     return (output, index) if return_indices else output
@@ -260,10 +232,9 @@ class ScratchMaxPool2d(nn.Module):
         ceil_mode: bool = False,
     ) -> None:
         super().__init__()
-        resolve_pool_params(kernel_size, stride, padding, dilation)  # fail early, clearly
+        PoolParams.of(kernel_size, stride, padding, dilation)  # fail early, clearly
         self.kernel_size = kernel_size
-        no_stride = stride is None or (isinstance(stride, Sequence) and len(stride) == 0)
-        self.stride = kernel_size if no_stride else stride  # what nn.MaxPool2d means by it
+        self.stride = stride if stride is not None else kernel_size  # as nn.MaxPool2d stores it
         self.padding = padding
         self.dilation = dilation
         self.return_indices = return_indices
@@ -300,10 +271,7 @@ class ScratchMaxPool2d(nn.Module):
 
     def receptive_field_params(self) -> tuple[int, int, int, int]:
         """``(kernel, stride, padding, dilation)`` of the height axis, for ``shapes.receptive_field``."""
-        kernel, strides, pads, dilations = resolve_pool_params(
-            self.kernel_size, self.stride, self.padding, self.dilation
-        )
-        return kernel[0], strides[0], pads[0], dilations[0]
+        return PoolParams.of(self.kernel_size, self.stride, self.padding, self.dilation).axis(0)
 
 
 def swap_maxpool(model: nn.Module) -> nn.Module:

@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from pooltools.shapes import pair, pool_output_size
+from pooltools.shapes import IntOrPair, Pair, PoolParams, first_real_tap
 
 __all__ = [
     "max_pool2d",
@@ -36,8 +36,6 @@ __all__ = [
     "max_unpool2d",
 ]
 
-IntOrPair = int | Sequence[int]
-Pair = tuple[int, int]
 
 
 # ----------------------------------------------------------------------------- validation
@@ -82,17 +80,11 @@ def _pool_setup(
     ceil_mode: bool,
     kinds: str = "iuf",
 ) -> tuple[np.ndarray, Pair, Pair, Pair, Pair, Pair]:
-    """Validate everything; return ``(x4, kernel, stride, padding, dilation, out_hw)``."""
+    """Validate everything once; return ``(x4, kernel, stride, padding, dilation, out_hw)``."""
     x4 = _as_batch(_check_array(x, "input", kinds), "input")
-    kernel = pair(kernel_size, "kernel_size")
-    step = kernel if stride is None else pair(stride, "stride")
-    pad = pair(padding, "padding")
-    dil = pair(dilation, "dilation")
-    out_hw = tuple(
-        pool_output_size(x4.shape[2 + ax], kernel[ax], step[ax], pad[ax], dil[ax], ceil_mode)
-        for ax in range(2)
-    )
-    return x4, kernel, step, pad, dil, out_hw  # type: ignore[return-value]
+    params = PoolParams.of(kernel_size, stride, padding, dilation, ceil_mode)
+    out_hw = params.output_shape(x4.shape)
+    return x4, params.kernel_size, params.stride, params.padding, params.dilation, out_hw
 
 
 def _lowest(dtype: np.dtype) -> float | int:
@@ -121,13 +113,6 @@ def _offsets(
     for a in range(kernel):
         o, i = _axis_slices(out_size, in_size, stride, a * dil - pad)
         yield o, i, o.start == 0 and o.stop == out_size
-
-
-def _first_tap(start: int, dil: int) -> int:
-    """First window tap at or after coordinate 0 (PyTorch's ``while (ih0 < 0) ih0 += dilation``)."""
-    while start < 0:
-        start += dil
-    return start
 
 
 def _unbatch(result: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -161,7 +146,7 @@ def max_pool2d_naive(
                     # Like PyTorch: start from -inf at the window's first pixel that is not
                     # top/left padding, then scan the window in row-major order.
                     best = _lowest(x4.dtype)
-                    best_at = _first_tap(i * sh - ph, dh) * width + _first_tap(j * sw - pw, dw)
+                    best_at = first_real_tap(i * sh - ph, dh) * width + first_real_tap(j * sw - pw, dw)
                     for a in range(kh):
                         for b in range(kw):
                             h = i * sh - ph + a * dh  # row in the *unpadded* input
@@ -299,7 +284,7 @@ def _max_pool_with_indices(
 def _first_real_tap(out_size: int, stride: int, pad: int, dil: int) -> np.ndarray:
     """Number of the first tap at or after coordinate 0 in each window (PyTorch's ``ih0``)."""
     start = np.arange(out_size) * stride - pad
-    return np.where(start < 0, -(start // dil), 0)  # ceil(-start / dil) taps fall before 0
+    return (first_real_tap(start, dil) - start) // dil
 
 
 # ----------------------------------------------------------------------------- backward
@@ -445,12 +430,8 @@ def max_unpool2d(
     idx = _check_array(indices, "indices", "iu")
     if idx.shape != x.shape:
         raise ValueError(f"indices must have the shape of the input {x.shape}, but got {idx.shape}")
-    kernel = pair(kernel_size, "kernel_size")
-    step = kernel if stride is None else pair(stride, "stride")
-    pad = pair(padding, "padding")
-    for name, v, low in (("kernel_size", kernel, 1), ("stride", step, 1), ("padding", pad, 0)):
-        if min(v) < low:
-            raise ValueError(f"{name} must be {'positive' if low else 'non-negative'}, got {v}")
+    params = PoolParams.of(kernel_size, stride, padding, unpooling=True)
+    kernel, step, pad = params.kernel_size, params.stride, params.padding
     default = [(values.shape[2 + d] - 1) * step[d] + kernel[d] - 2 * pad[d] for d in range(2)]
     if output_size is None:
         size = default

@@ -1,25 +1,59 @@
-"""Shape arithmetic of pooling and convolution: output sizes and receptive fields.
+"""Pooling parameters and the geometry of pooling and convolution.
 
-Everything here follows PyTorch's own rules (``pooling_output_shape`` and
-``pool2d_shape_check`` in ATen), so a notebook can predict a shape before it asks PyTorch.
+One home for the arithmetic every other module needs: :class:`PoolParams` is the only place that
+normalizes and validates pooling parameters (every spelling PyTorch accepts: ``2``, ``(2,)``,
+``(2, 3)``, ``stride=None`` or ``()`` for "the kernel size"); it knows each window's taps and
+the output shape. Around it: the output-size rule of one axis, the first tap of a window that
+lies inside the image, the input rows no window reaches, a whole call's layout
+(:func:`arithmetic`), and receptive fields.
+
+Everything follows PyTorch's own rules (``pooling_output_shape`` and ``pool2d_shape_check`` in
+ATen), so a notebook can predict a shape before it asks PyTorch.
 """
 
 from __future__ import annotations
 
+import itertools
 import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypedDict
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "IntOrPair",
+    "Pair",
+    "PoolArgs",
+    "PoolParams",
     "pair",
     "pool_output_size",
-    "check_pool_params",
+    "first_real_tap",
+    "argmax_cells",
+    "never_covered",
+    "uncovered",
+    "Arithmetic",
+    "arithmetic",
     "ReceptiveField",
     "receptive_field",
 ]
+
+IntOrPair = int | Sequence[int]
+Pair = tuple[int, int]
+
+
+class PoolArgs(TypedDict, total=False):
+    """The keyword arguments of a 2-D pooling call, as ``F.max_pool2d`` spells them; drawing
+    functions take them as ``**pool`` and turn them into a :class:`PoolParams` once."""
+
+    kernel_size: IntOrPair
+    stride: IntOrPair | None
+    padding: IntOrPair
+    dilation: IntOrPair
+    ceil_mode: bool
 
 
 def pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
@@ -43,25 +77,6 @@ def pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
         ) from None
 
 
-def check_pool_params(kernel_size: int, stride: int, padding: int, dilation: int) -> None:
-    """Raise ``ValueError`` for parameters that PyTorch's pooling refuses (one spatial axis)."""
-    if kernel_size <= 0:
-        raise ValueError(f"kernel_size must be greater than zero, but got {kernel_size}")
-    if stride <= 0:
-        raise ValueError(f"stride must be greater than zero, but got {stride}")
-    if dilation <= 0:
-        raise ValueError(f"dilation must be greater than zero, but got {dilation}")
-    if padding < 0:
-        raise ValueError(f"padding must be non-negative, but got {padding}")
-    if padding > kernel_size // 2:
-        # PyTorch compares with half the *kernel size* (integer division), not with half
-        # the dilated (effective) kernel; we follow PyTorch so both accept the same settings.
-        raise ValueError(
-            f"padding should be at most half of kernel_size (kernel_size // 2 = "
-            f"{kernel_size // 2}), but got padding={padding} for kernel_size={kernel_size}"
-        )
-
-
 def pool_output_size(
     size: int,
     kernel_size: int,
@@ -81,7 +96,7 @@ def pool_output_size(
     stride = kernel_size if stride is None else stride
     if size < 1:
         raise ValueError(f"size must be at least 1, but got {size}")
-    check_pool_params(kernel_size, stride, padding, dilation)
+    _check_axis(kernel_size, stride, padding, dilation)
     span = size + 2 * padding - dilation * (kernel_size - 1) - 1
     if ceil_mode:
         out = (span + stride - 1) // stride + 1  # ATen's div_rtn: integer floor division
@@ -97,6 +112,235 @@ def pool_output_size(
             f"the padded input ({size + 2 * padding})"
         )
     return out
+
+
+def _check_axis(
+    kernel_size: int, stride: int, padding: int, dilation: int, unpooling: bool = False
+) -> None:
+    """Raise ``ValueError`` for one axis's parameters that PyTorch's pooling refuses
+    (``unpooling``: ``F.max_unpool2d``'s looser rule, without the half-kernel padding bound)."""
+    if kernel_size <= 0:
+        raise ValueError(f"kernel_size must be greater than zero, but got {kernel_size}")
+    if stride <= 0:
+        raise ValueError(f"stride must be greater than zero, but got {stride}")
+    if dilation <= 0:
+        raise ValueError(f"dilation must be greater than zero, but got {dilation}")
+    if padding < 0:
+        raise ValueError(f"padding must be non-negative, but got {padding}")
+    if padding > kernel_size // 2 and not unpooling:
+        # PyTorch compares with half the *kernel size* (integer division), not with half
+        # the dilated (effective) kernel; we follow PyTorch so both accept the same settings.
+        raise ValueError(
+            f"padding should be at most half of kernel_size (kernel_size // 2 = "
+            f"{kernel_size // 2}), but got padding={padding} for kernel_size={kernel_size}"
+        )
+
+
+
+@dataclass(frozen=True)
+class PoolParams:
+    """Kernel, stride, padding and dilation as ``(h, w)`` pairs, plus ``ceil_mode``: one pooling
+    call's settings, validated. Build it with :meth:`of`, which accepts what PyTorch accepts.
+
+    >>> PoolParams.of(2)
+    PoolParams(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0), dilation=(1, 1), ceil_mode=False)
+    """
+
+    kernel_size: Pair
+    stride: Pair
+    padding: Pair = (0, 0)
+    dilation: Pair = (1, 1)
+    ceil_mode: bool = False
+
+    @classmethod
+    def of(
+        cls,
+        kernel_size: IntOrPair,
+        stride: IntOrPair | None = None,
+        padding: IntOrPair = 0,
+        dilation: IntOrPair = 1,
+        ceil_mode: bool = False,
+        *,
+        unpooling: bool = False,
+        check: bool = True,
+    ) -> PoolParams:
+        """Normalize and check, like ``nn.MaxPool2d``: an int ``k`` or a 1-tuple ``(k,)`` means
+        ``(k, k)``; ``stride=None`` or ``()`` means the kernel size. Raises ``TypeError`` for a
+        value that is not an int or a pair of ints, ``ValueError`` for settings PyTorch refuses.
+        ``unpooling=True`` checks as ``F.max_unpool2d`` does (any non-negative padding);
+        ``check=False`` only parses (the explorer shows the arithmetic of a refused setting)."""
+        kernel = pair(kernel_size, "kernel_size")
+        no_stride = stride is None or (
+            isinstance(stride, Sequence) and not isinstance(stride, str) and len(stride) == 0
+        )
+        step = kernel if no_stride else pair(stride, "stride")  # type: ignore[arg-type]
+        params = cls(kernel, step, pair(padding, "padding"), pair(dilation, "dilation"),
+                     bool(ceil_mode))  # fmt: skip
+        for ax in range(2 if check else 0):
+            _check_axis(*params.axis(ax), unpooling=unpooling)
+        return params
+
+    def axis(self, ax: int) -> tuple[int, int, int, int]:
+        """``(kernel, stride, padding, dilation)`` along axis 0 (rows) or 1 (columns)."""
+        return self.kernel_size[ax], self.stride[ax], self.padding[ax], self.dilation[ax]
+
+    def output_shape(self, in_shape: Sequence[int]) -> Pair:
+        """``(H_out, W_out)`` for an ``(H, W)`` input, by :func:`pool_output_size`."""
+        h, w = (pool_output_size(int(n), *self.axis(ax), self.ceil_mode)
+                for ax, n in enumerate(in_shape[-2:]))  # fmt: skip
+        return h, w
+
+    def window(self, cell: Sequence[int], *, padded: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Input rows and columns that output ``cell = (row, col)`` pools over; the window is
+        their product. Row ``i`` starts at ``i*stride - padding`` and takes ``kernel_size`` rows,
+        ``dilation`` apart. Coordinates are the unpadded input's (negative, or ``>= H``, inside
+        the padding) unless ``padded=True`` shifts them to index the padded input.
+
+        >>> PoolParams.of(2).window((1, 0))
+        (array([2, 3]), array([0, 1]))
+        """
+        i, j = as_cell(cell)
+        if i < 0 or j < 0:
+            raise ValueError(f"cell must be a pair of non-negative ints, but got {cell!r}")
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (
+            self.kernel_size, self.stride, self.padding, self.dilation)  # fmt: skip
+        rows = i * sh - ph + dh * np.arange(kh)
+        cols = j * sw - pw + dw * np.arange(kw)
+        if padded:
+            rows, cols = rows + ph, cols + pw
+        return rows, cols
+
+    def text(self) -> str:
+        """``kernel 2, stride 2, padding 0, dilation 1`` (a pair only where the axes differ)."""
+        def one(v: Pair) -> str:
+            return str(v[0]) if v[0] == v[1] else f"({v[0]}, {v[1]})"
+
+        return (f"kernel {one(self.kernel_size)}, stride {one(self.stride)}, padding "
+                f"{one(self.padding)}, dilation {one(self.dilation)}"
+                + (", ceil_mode" if self.ceil_mode else ""))  # fmt: skip
+
+
+def as_cell(cell: Sequence[int]) -> Pair:
+    """``(row, col)`` as Python ints; NumPy integers are fine, floats and bools are not."""
+    try:
+        if len(cell) == 2 and not any(isinstance(v, bool | np.bool_) for v in cell):
+            return operator.index(cell[0]), operator.index(cell[1])
+    except TypeError:
+        pass
+    raise TypeError(f"a cell must be a (row, col) pair of ints, but got {cell!r}")
+
+
+def first_real_tap(start: Any, dilation: int) -> Any:
+    """Coordinate of a window's first tap at or after 0, for a window whose first tap is at
+    ``start`` (an int, a NumPy array or a tensor of them).
+
+    PyTorch's kernels start their running max there (``while (ih0 < 0) ih0 += dilation``), so
+    a window that holds only padding points at this tap: ``start`` plus whole dilation steps.
+    """
+    behind = -start
+    behind = behind * (behind > 0)  # max(0, -start), for ints, arrays and tensors alike
+    return start + (behind + dilation - 1) // dilation * dilation
+
+
+def argmax_cells(argmax: np.ndarray | None, cell: Sequence[int], in_shape: Sequence[int],
+                 window: tuple[np.ndarray, np.ndarray]) -> list[Pair]:  # fmt: skip
+    """Input ``(row, col)`` of each channel's maximum for one output ``cell``, from PyTorch's
+    ``return_indices`` (``argmax``, laid out ``(H_out, W_out)`` or ``(H_out, W_out, C)``).
+
+    Empty for average pooling (``argmax=None``) and when the ``window`` holds no input cell at all
+    (it lies wholly in the padding: PyTorch then outputs −∞ and its index means nothing).
+    """
+    rows, cols = window
+    h, w = int(in_shape[0]), int(in_shape[1])
+    if argmax is None or not (any(0 <= r < h for r in rows) and any(0 <= c < w for c in cols)):
+        return []
+    flat = np.atleast_1d(argmax[as_cell(cell)])  # one index per channel
+    return [(int(f // w), int(f % w)) for f in flat]
+
+
+def _covered(size: int, params: PoolParams) -> set[int]:
+    """Input positions (0..size-1) that at least one window of axis 0 touches."""
+    n_out = pool_output_size(size, *params.axis(0), params.ceil_mode)
+    taps: set[int] = set()
+    for i in range(n_out):
+        taps.update(int(r) for r in params.window((i, 0))[0] if 0 <= r < size)
+    return taps
+
+
+def never_covered(
+    size: int,
+    kernel_size: int,
+    stride: int | None = None,
+    padding: int = 0,
+    dilation: int = 1,
+    ceil_mode: bool = False,
+) -> list[int]:
+    """Input positions along one axis that no window touches, so they never reach the output.
+
+    Found by walking the windows: trailing rows a floor-mode output leaves out, and gaps between
+    windows (stride larger than the dilated kernel) or between a dilated window's taps. Raises
+    ``ValueError`` for settings PyTorch refuses.
+    """
+    covered = _covered(size, PoolParams.of(kernel_size, stride, padding, dilation, ceil_mode))
+    return [i for i in range(size) if i not in covered]
+
+
+def uncovered(
+    size: int,
+    kernel_size: int,
+    stride: int | None = None,
+    padding: int = 0,
+    dilation: int = 1,
+    ceil_mode: bool = False,
+) -> int:
+    """How many trailing input rows (or columns) no window ever reaches.
+
+    A 25-pixel side pooled 2×2 with stride 2 gives 12 windows over rows 0..23: row 24 is
+    dropped, so ``uncovered(25, 2, 2) == 1``. Raises ``ValueError`` for settings PyTorch refuses.
+    """
+    covered = _covered(size, PoolParams.of(kernel_size, stride, padding, dilation, ceil_mode))
+    return size - 1 - max(covered) if covered else size
+
+
+@dataclass(frozen=True)
+class Arithmetic:
+    """The geometry of one pooling call on an ``H×W`` input, as PyTorch computes it.
+
+    ``out_shape``: output rows and columns; ``windows[(i, j)]``: the (row, col) taps of output cell
+    ``(i, j)`` in input coordinates (negative or ``>= H`` means padding or past the edge);
+    ``uncovered``: input cells no window holds (the rows ``floor`` drops); ``extra``: output cells
+    that exist only because of ``ceil_mode``.
+    """
+
+    in_shape: Pair
+    out_shape: Pair
+    padding: Pair
+    windows: dict[Pair, list[Pair]]
+    uncovered: frozenset[Pair]
+    extra: frozenset[Pair]
+
+
+def arithmetic(in_shape: int | Sequence[int], **pool: Any) -> Arithmetic:
+    """Where each window of a pooling call lies, which input cells none covers, which output cells
+    ``ceil_mode`` adds. ``pool``: :class:`PoolArgs`. The output shape is PyTorch's own (it runs
+    ``F.max_pool2d`` on zeros), so settings PyTorch refuses raise PyTorch's error."""
+    h, w = (in_shape, in_shape) if isinstance(in_shape, int) else tuple(in_shape)
+    if min(h, w) < 1:
+        raise ValueError(f"in_shape must be positive, but got {in_shape!r}")
+    zeros = torch.zeros(1, 1, h, w)
+    ho, wo = F.max_pool2d(zeros, **pool).shape[-2:]
+    fh, fw = F.max_pool2d(zeros, **{**pool, "ceil_mode": False}).shape[-2:]
+    params = PoolParams.of(**pool)
+    windows, covered = {}, set()
+    for i, j in itertools.product(range(ho), range(wo)):
+        rows, cols = params.window((i, j))
+        taps = [(int(r), int(c)) for r, c in itertools.product(rows, cols)]
+        windows[(i, j)] = taps
+        covered |= {(r, c) for r, c in taps if 0 <= r < h and 0 <= c < w}
+    cells = set(itertools.product(range(h), range(w)))
+    extra = frozenset((i, j) for i, j in windows if i >= fh or j >= fw)
+    return Arithmetic((h, w), (int(ho), int(wo)), params.padding, windows,
+                      frozenset(cells - covered), extra)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -148,16 +392,9 @@ def _layer_params(module: nn.Module) -> tuple[int, int, int, int] | None:
             _first(module.dilation),
         )
     if isinstance(module, nn.MaxPool2d):
-        stride = module.stride if module.stride is not None else module.kernel_size
-        return (
-            _first(module.kernel_size),
-            _first(stride),
-            _first(module.padding),
-            _first(module.dilation),
-        )
+        return PoolParams.of(module.kernel_size, module.stride, module.padding, module.dilation).axis(0)
     if isinstance(module, nn.AvgPool2d):
-        stride = module.stride if module.stride is not None else module.kernel_size
-        return _first(module.kernel_size), _first(stride), _first(module.padding), 1
+        return PoolParams.of(module.kernel_size, module.stride, module.padding).axis(0)
     if hasattr(module, "receptive_field_params"):  # custom layers (e.g. blur pooling) opt in
         return tuple(module.receptive_field_params())  # type: ignore[return-value]
     if isinstance(module, _POINTWISE):

@@ -1,7 +1,7 @@
 """Figures that show what a pooling layer does: one window, input next to output, image grids.
 
 Every number and every highlighted cell comes from code: outputs from PyTorch's own
-``F.max_pool2d`` / ``F.avg_pool2d``, window positions from :func:`window_indices`, which the tests
+``F.max_pool2d`` / ``F.avg_pool2d``, window positions from :class:`pooltools.shapes.PoolParams`, which the tests
 check against PyTorch's ``return_indices``. Functions return a ``matplotlib.figure.Figure`` and never
 call ``plt.show``; in Jupyter the returned figure displays itself.
 
@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import io
 import itertools
-import operator
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
 import matplotlib
 import numpy as np
@@ -34,17 +33,22 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, ConnectionPatch, Rectangle
 from matplotlib.transforms import offset_copy
 
-from pooltools.shapes import pair
+from pooltools.shapes import (
+    Arithmetic,
+    Pair,
+    PoolArgs,
+    PoolParams,
+    argmax_cells,
+    arithmetic,
+    as_cell,
+)
 
 __all__ = [
     "HIGHLIGHT",
     "new_figure",
     "PoolResult",
     "as_grid",
-    "as_cell",
-    "window_indices",
     "pool_array",
-    "argmax_cells",
     "format_value",
     "shape_text",
     "plot_matrix",
@@ -52,8 +56,6 @@ __all__ = [
     "plot_pooling",
     "plot_window_values",
     "show_image_grid",
-    "Arithmetic",
-    "arithmetic",
     "plot_arithmetic",
     "plot_floor_vs_ceil",
     "window_animation",
@@ -71,7 +73,6 @@ CELL_INCHES = 0.5  # side of one toy-grid cell in a figure sized by this module
 _PALE_BLUES = ListedColormap(matplotlib.colormaps["Blues"](np.linspace(0.04, 0.6, 256)))
 _PALE_BLUES = _PALE_BLUES.with_extremes(under=PADDING_FACE, bad=PADDING_FACE)
 _OUTLINE = [patheffects.withStroke(linewidth=4.5, foreground="black")]
-IntOrPair = int | Sequence[int]
 
 
 # --------------------------------------------------------------------------- figures that show
@@ -125,56 +126,6 @@ def as_grid(x: Any) -> np.ndarray:
     return arr
 
 
-def as_cell(cell: Sequence[int]) -> tuple[int, int]:
-    """``(row, col)`` as Python ints; NumPy integers are fine, floats and bools are not."""
-    try:
-        if len(cell) == 2 and not any(isinstance(v, bool | np.bool_) for v in cell):
-            return operator.index(cell[0]), operator.index(cell[1])
-    except TypeError:
-        pass
-    raise TypeError(f"a cell must be a (row, col) pair of ints, but got {cell!r}")
-
-
-def window_indices(
-    out_cell: tuple[int, int],
-    kernel_size: IntOrPair,
-    stride: IntOrPair | None = None,
-    padding: IntOrPair = 0,
-    dilation: IntOrPair = 1,
-    *,
-    padded: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Input rows and columns that output cell ``out_cell`` pools over; the window is their product.
-
-    Output row ``i`` starts at input row ``i*stride - padding`` and takes ``kernel_size`` rows,
-    ``dilation`` apart; columns likewise. Coordinates are those of the unpadded input (negative,
-    or ``>= H``, inside the padding) unless ``padded=True`` shifts them by ``padding`` so that
-    they index the padded input.
-
-    >>> window_indices((1, 0), kernel_size=2)  # stride defaults to the kernel size
-    (array([2, 3]), array([0, 1]))
-    """
-    (kh, kw), (ph, pw), (dh, dw) = (
-        pair(kernel_size, "kernel_size"),
-        pair(padding, "padding"),
-        pair(dilation, "dilation"),
-    )
-    sh, sw = (kh, kw) if stride is None else pair(stride, "stride")
-    if min(kh, kw, sh, sw, dh, dw) <= 0 or min(ph, pw) < 0:
-        raise ValueError(
-            f"kernel_size, stride and dilation must be positive and padding non-negative, but "
-            f"got kernel_size={kernel_size}, stride={stride}, padding={padding}, dilation={dilation}"
-        )
-    i, j = as_cell(out_cell)
-    if i < 0 or j < 0:
-        raise ValueError(f"out_cell must be a pair of non-negative ints, but got {out_cell!r}")
-    rows = i * sh - ph + dh * np.arange(kh)
-    cols = j * sw - pw + dw * np.arange(kw)
-    if padded:
-        rows, cols = rows + ph, cols + pw
-    return rows, cols
-
-
 @dataclass(frozen=True)
 class PoolResult:
     """What PyTorch returns for one pooling call, laid out like the input.
@@ -193,19 +144,12 @@ class PoolResult:
         return int(self.output.shape[0]), int(self.output.shape[1])
 
 
-def pool_array(
-    x: Any,
-    kernel_size: IntOrPair,
-    stride: IntOrPair | None = None,
-    padding: IntOrPair = 0,
-    dilation: IntOrPair = 1,
-    ceil_mode: bool = False,
-    op: str = "max",
-) -> PoolResult:
+def pool_array(x: Any, op: str = "max", **pool: Unpack[PoolArgs]) -> PoolResult:
     """Pool a matrix or an image (each channel on its own) with PyTorch, in float64.
 
-    Arguments go to PyTorch unchanged, so settings it refuses raise PyTorch's own error; that
-    includes ``op="avg"`` with a dilation other than 1 (``avg_pool2d`` has no ``dilation``).
+    ``pool`` (kernel_size, stride, padding, dilation, ceil_mode) goes to PyTorch unchanged, so
+    settings it refuses raise PyTorch's own error; that includes ``op="avg"`` with a dilation
+    other than 1 (``avg_pool2d`` has no ``dilation``).
     """
     if op not in ("max", "avg"):
         raise ValueError(f"op must be 'max' or 'avg', but got {op!r}")
@@ -214,15 +158,12 @@ def pool_array(
     t = torch.from_numpy(np.ascontiguousarray(chw, dtype=np.float64))[None]  # (1, C, H, W)
     argmax = None
     if op == "max":
-        out, idx = F.max_pool2d(
-            t, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode, return_indices=True
-        )
+        out, idx = F.max_pool2d(t, **pool, return_indices=True)
         argmax = idx[0].numpy()
-    elif dilation not in (1, (1, 1), [1, 1]):
-        # Ask PyTorch anyway, so the learner reads its own refusal.
-        out = F.avg_pool2d(t, kernel_size, stride, padding, ceil_mode, dilation=dilation)
-    else:
-        out = F.avg_pool2d(t, kernel_size, stride, padding, ceil_mode)  # count_include_pad=True
+    else:  # count_include_pad=True; a dilation other than 1 gets PyTorch's own refusal
+        if pool.get("dilation", 1) in (1, (1, 1), [1, 1]):
+            pool = {k: v for k, v in pool.items() if k != "dilation"}  # type: ignore[assignment]
+        out = F.avg_pool2d(t, **pool)
     out = out[0].numpy()
     if arr.ndim == 2:
         return PoolResult(out[0], None if argmax is None else argmax[0])
@@ -248,11 +189,8 @@ def shape_text(arr: np.ndarray) -> str:
     return "×".join(str(n) for n in arr.shape)
 
 
-def _param_text(value: IntOrPair | None) -> str:
-    if value is None:
-        return "None"
-    a, b = pair(value, "value")
-    return str(a) if a == b else f"({a}, {b})"
+def _pair_text(value: Pair) -> str:
+    return str(value[0]) if value[0] == value[1] else f"({value[0]}, {value[1]})"
 
 
 # --------------------------------------------------------------------------- drawing helpers
@@ -285,13 +223,13 @@ class _Canvas:
         return "overhang"
 
 
-def _canvas(arr: np.ndarray, out_shape, kernel_size, stride, padding, dilation) -> _Canvas:
-    (kh, kw), (ph, pw), (dh, dw) = pair(kernel_size, "k"), pair(padding, "p"), pair(dilation, "d")
-    sh, sw = (kh, kw) if stride is None else pair(stride, "s")
+def _canvas(arr: np.ndarray, out_shape: Pair, params: PoolParams) -> _Canvas:
+    """The input, its padding and any ceil_mode overhang of the last window."""
     h, w = arr.shape[:2]
-    last_row = (out_shape[0] - 1) * sh - ph + dh * (kh - 1)
-    last_col = (out_shape[1] - 1) * sw - pw + dw * (kw - 1)
-    return _Canvas(-ph, -pw, max(h - 1 + ph, last_row), max(w - 1 + pw, last_col), h, w, (ph, pw))
+    last_rows, last_cols = params.window((out_shape[0] - 1, out_shape[1] - 1))
+    ph, pw = params.padding
+    return _Canvas(-ph, -pw, max(h - 1 + ph, int(last_rows[-1])), max(w - 1 + pw, int(last_cols[-1])),
+                   h, w, (ph, pw))  # fmt: skip
 
 
 def _display(arr: np.ndarray, uint8_scale: bool) -> np.ndarray:
@@ -506,39 +444,18 @@ def _check_cell(cell: tuple[int, int], out_shape: tuple[int, int]) -> tuple[int,
     return i, j
 
 
-def argmax_cells(result: PoolResult, cell: tuple[int, int], shape: tuple[int, int],
-                 window: tuple[np.ndarray, np.ndarray]) -> list[tuple[int, int]]:  # fmt: skip
-    """Input ``(row, col)`` of each channel's maximum for one output cell of a max pooling.
-
-    Empty when the window holds no input cell at all (it lies wholly in the padding: PyTorch
-    then outputs −∞ and its index means nothing) or for average pooling.
-    """
-    rows, cols = window
-    if result.argmax is None or not (
-        any(0 <= r < shape[0] for r in rows) and any(0 <= c < shape[1] for c in cols)
-    ):
-        return []
-    flat = np.atleast_1d(result.argmax[cell])  # one index per channel
-    return [(int(f // shape[1]), int(f % shape[1])) for f in flat]
-
-
-def _settings_text(kernel_size, stride, padding, dilation, ceil_mode, op) -> str:
-    text = (
-        f"{op} pooling: kernel {_param_text(kernel_size)}, "
-        f"stride {_param_text(kernel_size if stride is None else stride)}, "
-        f"padding {_param_text(padding)}, dilation {_param_text(dilation)}"
-    )
-    return text + (", ceil_mode" if ceil_mode else "")
+def _settings_text(params: PoolParams, op: str) -> str:
+    return f"{op} pooling: {params.text()}"
 
 
 def _input_title(
-    arr: np.ndarray, padding: IntOrPair, op: str, annotate: bool, canvas: _Canvas
+    arr: np.ndarray, params: PoolParams, op: str, annotate: bool, canvas: _Canvas
 ) -> str:
-    ph, pw = pair(padding, "padding")
+    ph, pw = params.padding
     title = f"input {shape_text(arr)}"
     if ph or pw:
         pad = "−∞ border" if op == "max" else "zero border, counted in the mean"
-        title += f" + padding {_param_text(padding)}" + (f" ({pad})" if annotate else "")
+        title += f" + padding {_pair_text(params.padding)}" + (f" ({pad})" if annotate else "")
     if canvas.bottom >= arr.shape[0] + ph or canvas.right >= arr.shape[1] + pw:
         title += "\ndotted: past the edge, ignored (ceil_mode)"
     return title
@@ -584,17 +501,13 @@ def plot_matrix(
 
 def plot_window(
     x: Any,
-    kernel_size: IntOrPair,
-    stride: IntOrPair | None = None,
-    padding: IntOrPair = 0,
-    dilation: IntOrPair = 1,
-    out_cell: tuple[int, int] = (0, 0),
-    ax: Axes | None = None,
     *,
-    ceil_mode: bool = False,
+    cell: tuple[int, int] = (0, 0),
+    ax: Axes | None = None,
     op: str = "max",
     annotate: bool | None = None,
     title: str | None = None,
+    **pool: Unpack[PoolArgs],
 ) -> Figure:
     """The input with the window of one output cell highlighted and its maximum marked.
 
@@ -603,18 +516,20 @@ def plot_window(
     of a ``ceil_mode`` window beyond the padding are dotted, PyTorch ignores them. For max pooling
     the winning cell (from PyTorch's ``return_indices``) is circled, or, in an RGB image, marked
     with one red, green and blue dot per channel, since each channel picks its own winner.
+    ``pool``: kernel_size, stride, padding, dilation, ceil_mode, as ``F.max_pool2d`` takes them.
     Settings PyTorch refuses raise PyTorch's error.
     """
     arr = as_grid(x)
-    result = pool_array(arr, kernel_size, stride, padding, dilation, ceil_mode, op)
-    cell = _check_cell(out_cell, result.shape)
-    canvas = _canvas(arr, result.shape, kernel_size, stride, padding, dilation)
+    result = pool_array(arr, op, **pool)
+    params = PoolParams.of(**pool)
+    cell = _check_cell(cell, result.shape)
+    canvas = _canvas(arr, result.shape, params)
     annotate = _auto_annotate(arr, canvas, annotate)
     if ax is None:
         fig = _sized_figure(canvas, annotate, panels=1)
         ax = fig.add_subplot()
-    rows, cols = window_indices(cell, kernel_size, stride, padding, dilation)
-    winners = argmax_cells(result, cell, arr.shape[:2], (rows, cols))
+    rows, cols = params.window(cell)
+    winners = argmax_cells(result.argmax, cell, arr.shape[:2], (rows, cols))
     image = _draw_input(ax, arr, canvas, annotate=annotate, op=op, norm=_norm(arr),
                         bold=set(winners[:1]) if annotate else set())  # fmt: skip
     _style_grid_axes(ax, canvas, annotate)
@@ -624,12 +539,11 @@ def plot_window(
     if arr.ndim == 2 and not annotate:
         ax.figure.colorbar(image, ax=ax, shrink=0.8)
     default = (
-        f"{_input_title(arr, padding, op, annotate, canvas)}\n"
+        f"{_input_title(arr, params, op, annotate, canvas)}\n"
         f"window of output cell {cell}"
         + ("\n" if annotate else ": ")
-        + f"kernel {_param_text(kernel_size)}, "
-        f"stride {_param_text(kernel_size if stride is None else stride)}, "
-        f"dilation {_param_text(dilation)}"
+        + f"kernel {_pair_text(params.kernel_size)}, stride {_pair_text(params.stride)}, "
+        f"dilation {_pair_text(params.dilation)}"
     )
     ax.set_title(default if title is None else title, fontsize=10)
     return ax.figure
@@ -648,18 +562,14 @@ def _sized_figure(canvas: _Canvas, annotate: bool, panels: int, out_canvas=None)
 
 def plot_pooling(
     x: Any,
-    kernel_size: IntOrPair,
-    stride: IntOrPair | None = None,
-    padding: IntOrPair = 0,
-    dilation: IntOrPair = 1,
-    ceil_mode: bool = False,
-    op: str = "max",
     *,
     cell: tuple[int, int] = (0, 0),
+    op: str = "max",
     axes: Sequence[Axes] | None = None,
     annotate: bool | None = None,
     link: bool = True,
     suptitle: str | None = None,
+    **pool: Unpack[PoolArgs],
 ) -> Figure:
     """Input (with the window of ``cell``) beside the pooled output (with ``cell`` highlighted).
 
@@ -667,12 +577,13 @@ def plot_pooling(
     highlight colour and an arrow links them (``link=False`` drops it). Matrices keep one colour
     scale on both sides, so a max-pooled number keeps its colour. Images are pooled per channel
     and both panels are drawn the same size, so the output's coarser pixels are visible.
-    ``axes``: two existing axes to draw into.
+    ``axes``: two existing axes to draw into. ``pool``: as for :func:`plot_window`.
     """
     arr = as_grid(x)
-    result = pool_array(arr, kernel_size, stride, padding, dilation, ceil_mode, op)
+    result = pool_array(arr, op, **pool)
+    params = PoolParams.of(**pool)
     cell = _check_cell(cell, result.shape)
-    canvas = _canvas(arr, result.shape, kernel_size, stride, padding, dilation)
+    canvas = _canvas(arr, result.shape, params)
     annotate = _auto_annotate(arr, canvas, annotate)
     if axes is None:
         fig = _sized_figure(canvas, annotate, panels=2, out_canvas=result.shape)
@@ -681,8 +592,8 @@ def plot_pooling(
     else:
         ax_in, ax_out = axes
         fig = ax_in.figure
-    rows, cols = window_indices(cell, kernel_size, stride, padding, dilation)
-    winners = argmax_cells(result, cell, arr.shape[:2], (rows, cols))
+    rows, cols = params.window(cell)
+    winners = argmax_cells(result.argmax, cell, arr.shape[:2], (rows, cols))
     norm = _norm(arr)
     image = _draw_input(ax_in, arr, canvas, annotate=annotate, op=op, norm=norm,
                         bold=set(winners[:1]) if annotate else set())  # fmt: skip
@@ -694,13 +605,13 @@ def plot_pooling(
                  uint8_scale=arr.dtype == np.uint8)  # fmt: skip
     if arr.ndim == 2 and not annotate:
         fig.colorbar(image, ax=[ax_in, ax_out], shrink=0.8, label="value (both panels)")
-    ax_in.set_title(_input_title(arr, padding, op, annotate, canvas), fontsize=10)
+    ax_in.set_title(_input_title(arr, params, op, annotate, canvas), fontsize=10)
     out_title = f"output {shape_text(result.output)}"
     ax_out.set_title(out_title, fontsize=10)
     if link:
         _link(ax_in, ax_out, (cols[-1] + 0.5, (rows[0] + rows[-1]) / 2), (cell[1] - 0.5, cell[0]))
     fig.suptitle(
-        _settings_text(kernel_size, stride, padding, dilation, ceil_mode, op)
+        _settings_text(params, op)
         if suptitle is None
         else suptitle,
         fontsize=11,
@@ -778,15 +689,7 @@ def _window_equation(arr, canvas: _Canvas, rows, cols, op: str, result: float) -
 
 
 def plot_window_values(
-    x: Any,
-    kernel_size: IntOrPair,
-    stride: IntOrPair | None = None,
-    padding: IntOrPair = 0,
-    dilation: IntOrPair = 1,
-    out_cell: tuple[int, int] = (0, 0),
-    *,
-    ceil_mode: bool = False,
-    op: str = "max",
+    x: Any, *, cell: tuple[int, int] = (0, 0), op: str = "max", **pool: Unpack[PoolArgs]
 ) -> Figure:
     """The window of one output cell, enlarged, with every value written out, beside that cell.
 
@@ -796,15 +699,16 @@ def plot_window_values(
     independently, so the output pixel may be a colour that no input pixel has.
     """
     arr = as_grid(x)
-    result = pool_array(arr, kernel_size, stride, padding, dilation, ceil_mode, op)
-    cell = _check_cell(out_cell, result.shape)
-    rows, cols = window_indices(cell, kernel_size, stride, padding, dilation)
-    canvas = _canvas(arr, result.shape, kernel_size, stride, padding, dilation)
+    result = pool_array(arr, op, **pool)
+    params = PoolParams.of(**pool)
+    cell = _check_cell(cell, result.shape)
+    rows, cols = params.window(cell)
+    canvas = _canvas(arr, result.shape, params)
     h, w = arr.shape[:2]
     rgb = arr.ndim == 3
     uint8_scale = arr.dtype == np.uint8
     channels = 3 if rgb else 1
-    winners = argmax_cells(result, cell, (h, w), (rows, cols))
+    winners = argmax_cells(result.argmax, cell, (h, w), (rows, cols))
     norm = _norm(arr)
     cell_in = 1.05 if rgb else 0.6
     fontsize = 9.5 if rgb else 12
@@ -876,7 +780,7 @@ def plot_window_values(
         ]  # fmt: skip
         fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=9,
                    frameon=False)  # fmt: skip
-    fig.suptitle(_settings_text(kernel_size, stride, padding, dilation, ceil_mode, op) + note,
+    fig.suptitle(_settings_text(params, op) + note,
                  fontsize=11)  # fmt: skip
     return fig
 
@@ -930,55 +834,6 @@ WINDOW_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564
                   "#17becf", "#bcbd22")  # fmt: skip
 UNCOVERED_FACE = "#f4b6b6"
 INPUT_FACE = "#cfe2f3"
-
-
-@dataclass(frozen=True)
-class Arithmetic:
-    """The geometry of one pooling call on an ``H×W`` input, as PyTorch computes it.
-
-    ``out_shape``: output rows and columns; ``windows[(i, j)]``: the (row, col) taps of output cell
-    ``(i, j)`` in input coordinates (negative or ``>= H`` means padding or past the edge);
-    ``uncovered``: input cells no window holds (the rows ``floor`` drops); ``extra``: output cells
-    that exist only because of ``ceil_mode``.
-    """
-
-    in_shape: tuple[int, int]
-    out_shape: tuple[int, int]
-    padding: tuple[int, int]
-    windows: dict[tuple[int, int], list[tuple[int, int]]]
-    uncovered: frozenset[tuple[int, int]]
-    extra: frozenset[tuple[int, int]]
-
-
-def arithmetic(
-    in_shape: int | tuple[int, int],
-    kernel_size: IntOrPair,
-    stride: IntOrPair | None = None,
-    padding: IntOrPair = 0,
-    dilation: IntOrPair = 1,
-    ceil_mode: bool = False,
-) -> Arithmetic:
-    """Where each window of a pooling call lies, which input cells none covers, which output cells
-    ``ceil_mode`` adds. The output shape is PyTorch's own (it runs ``F.max_pool2d`` on zeros), so
-    settings PyTorch refuses raise PyTorch's error."""
-    h, w = (in_shape, in_shape) if isinstance(in_shape, int) else tuple(in_shape)
-    if min(h, w) < 1:
-        raise ValueError(f"in_shape must be positive, but got {in_shape!r}")
-    zeros = torch.zeros(1, 1, h, w)
-    out = F.max_pool2d(zeros, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode)
-    floor = F.max_pool2d(zeros, kernel_size, stride, padding, dilation, ceil_mode=False)
-    ho, wo = out.shape[-2:]
-    fh, fw = floor.shape[-2:]
-    windows, covered = {}, set()
-    for i, j in itertools.product(range(ho), range(wo)):
-        rows, cols = window_indices((i, j), kernel_size, stride, padding, dilation)
-        taps = [(int(r), int(c)) for r, c in itertools.product(rows, cols)]
-        windows[(i, j)] = taps
-        covered |= {(r, c) for r, c in taps if 0 <= r < h and 0 <= c < w}
-    cells = set(itertools.product(range(h), range(w)))
-    extra = frozenset((i, j) for i, j in windows if i >= fh or j >= fw)
-    return Arithmetic((h, w), (int(ho), int(wo)), pair(padding, "padding"), windows,
-                      frozenset(cells - covered), extra)  # fmt: skip
 
 
 def _square(ax: Axes, r: float, c: float, **kw) -> None:
@@ -1065,15 +920,11 @@ def _bare(ax: Axes) -> None:
 
 def plot_arithmetic(
     x: int | tuple[int, int] | Any,
-    kernel_size: IntOrPair,
-    stride: IntOrPair | None = None,
-    padding: IntOrPair = 0,
-    dilation: IntOrPair = 1,
-    ceil_mode: bool = False,
     *,
     windows: Sequence[tuple[int, int]] | None = None,
     axes: Sequence[Axes] | None = None,
     title: str | None = None,
+    **pool: Unpack[PoolArgs],
 ) -> Figure:
     """A pooling call drawn like the convolution-arithmetic guide: input squares (blue), padding
     (dashed, −∞), the windows of ``windows`` (default: every output cell) each in its colour,
@@ -1081,7 +932,7 @@ def plot_arithmetic(
     output grid in the windows' colours.
 
     ``x``: a size (``5`` or ``(5, 6)``), or a 2-D matrix whose numbers are written in the cells
-    (then the output cells show PyTorch's max-pooled values).
+    (then the output cells show PyTorch's max-pooled values). ``pool``: as for :func:`plot_window`.
     """
     values = None
     if isinstance(x, int) or (isinstance(x, tuple) and all(isinstance(v, int) for v in x)):
@@ -1091,10 +942,11 @@ def plot_arithmetic(
         if values.ndim != 2:
             raise ValueError(f"plot_arithmetic draws a 2-D matrix, but got shape {values.shape}")
         shape = values.shape
-    geo = arithmetic(shape, kernel_size, stride, padding, dilation, ceil_mode)
+    geo = arithmetic(shape, **pool)
+    params = PoolParams.of(**pool)
     out_values = None
     if values is not None:
-        out_values = pool_array(values, kernel_size, stride, padding, dilation, ceil_mode).output
+        out_values = pool_array(values, **pool).output
     show = list(geo.windows) if windows is None else [as_cell(c) for c in windows]
     for cell in show:
         _check_cell(cell, geo.out_shape)
@@ -1110,7 +962,7 @@ def plot_arithmetic(
     h, w = geo.in_shape
     notes = []
     if any(geo.padding):
-        notes.append(f"+ padding {_param_text(padding)} (−∞: it never wins)")
+        notes.append(f"+ padding {_pair_text(params.padding)} (−∞: it never wins)")
     if geo.uncovered:
         notes.append(f"hatched: {len(geo.uncovered)} cells no window covers")
     if geo.extra:
@@ -1118,8 +970,7 @@ def plot_arithmetic(
     ax_in.set_title(f"input {h}×{w}" + ("".join(f"\n{n}" for n in notes)), fontsize=10)
     coloured = "" if len(show) == len(geo.windows) else "\ncoloured: the windows drawn"
     ax_out.set_title(f"output {geo.out_shape[0]}×{geo.out_shape[1]}{coloured}", fontsize=10)
-    fig.suptitle(_settings_text(kernel_size, stride, padding, dilation, ceil_mode, "max")
-                 if title is None else title, fontsize=11)  # fmt: skip
+    fig.suptitle(_settings_text(params, "max") if title is None else title, fontsize=11)
     return fig
 
 
@@ -1130,8 +981,9 @@ def plot_floor_vs_ceil(size: int = 5, kernel_size: int = 2, stride: int | None =
     sub = fig.subfigures(1, 2, wspace=0.06)
     for panel, ceil in zip(sub, (False, True), strict=True):
         axes = panel.subplots(1, 2, width_ratios=[1.6, 1])
-        plot_arithmetic(size, kernel_size, stride, ceil_mode=ceil, axes=axes, title="")
-        geo = arithmetic(size, kernel_size, stride, ceil_mode=ceil)
+        pool: PoolArgs = {"kernel_size": kernel_size, "stride": stride, "ceil_mode": ceil}
+        plot_arithmetic(size, axes=axes, title="", **pool)
+        geo = arithmetic(size, **pool)
         panel.suptitle(f"ceil_mode={ceil}: {size}×{size} → "
                        f"{geo.out_shape[0]}×{geo.out_shape[1]}", fontsize=11)  # fmt: skip
     fig.suptitle(f"kernel {kernel_size}, stride {stride}: floor drops what ceil_mode keeps",
@@ -1140,15 +992,7 @@ def plot_floor_vs_ceil(size: int = 5, kernel_size: int = 2, stride: int | None =
 
 
 def window_animation(
-    x: Any,
-    kernel_size: IntOrPair,
-    stride: IntOrPair | None = None,
-    padding: IntOrPair = 0,
-    dilation: IntOrPair = 1,
-    ceil_mode: bool = False,
-    *,
-    dpi: int = 60,
-    interval: int = 700,
+    x: Any, *, dpi: int = 60, interval: int = 700, **pool: Unpack[PoolArgs]
 ) -> animation.FuncAnimation:
     """The window walking over the input, one frame per output cell, filling the output as it
     goes (the numbers are PyTorch's max-pooled values). Render it offline with
@@ -1157,8 +1001,8 @@ def window_animation(
     values = as_grid(x)
     if values.ndim != 2:
         raise ValueError(f"window_animation draws a 2-D matrix, but got shape {values.shape}")
-    geo = arithmetic(values.shape, kernel_size, stride, padding, dilation, ceil_mode)
-    out_values = pool_array(values, kernel_size, stride, padding, dilation, ceil_mode).output
+    geo = arithmetic(values.shape, **pool)
+    out_values = pool_array(values, **pool).output
     order = list(geo.windows)
     if len(order) > 36:
         raise ValueError(f"{len(order)} output cells would make {len(order)} frames; "
@@ -1166,7 +1010,7 @@ def window_animation(
     fig = new_figure(figsize=(5.6, 3.2))
     fig.set_dpi(dpi)
     ax_in, ax_out = fig.subplots(1, 2, width_ratios=[1.6, 1])
-    settings = _settings_text(kernel_size, stride, padding, dilation, ceil_mode, "max")
+    settings = _settings_text(PoolParams.of(**pool), "max")
 
     def frame(k: int):
         for ax in (ax_in, ax_out):

@@ -1,7 +1,7 @@
 """An interactive pooling explorer: sliders in, PyTorch's answer and the shape arithmetic out.
 
 All logic lives in pure functions that the tests check against PyTorch (:func:`explore`,
-:func:`uncovered`, :func:`never_covered`, :func:`format_shape_formula`); :func:`render` draws a
+:func:`format_shape_formula`, and the geometry in :mod:`pooltools.shapes`); :func:`render` draws a
 state, and :func:`pooling_explorer` is a thin ipywidgets layer over them. When PyTorch refuses a
 setting, the explorer shows PyTorch's own message, obtained by actually calling it.
 """
@@ -14,27 +14,32 @@ import io
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Unpack
 
 import ipywidgets as widgets
 import numpy as np
 from matplotlib.figure import Figure
 
 from pooltools import viz
-from pooltools.shapes import pair, pool_output_size
+from pooltools.shapes import (
+    PoolArgs,
+    PoolParams,
+    argmax_cells,
+    as_cell,
+    never_covered,
+    pool_output_size,
+    uncovered,
+)
 
 __all__ = [
     "ExplorerState",
     "format_shape_formula",
-    "never_covered",
-    "uncovered",
     "explore",
     "render",
     "PoolingExplorer",
     "pooling_explorer",
 ]
 
-IntOrPair = int | Sequence[int]
 
 
 # --------------------------------------------------------------------------- shape arithmetic
@@ -78,53 +83,6 @@ def format_shape_formula(
         out -= 1  # the last window would start in the right padding: PyTorch drops it
         expr += " − 1"
     return f"{axis}_out = {expr} = {out}"
-
-
-def _covered(size: int, kernel_size: int, stride: int | None, padding: int, dilation: int,
-             ceil_mode: bool) -> set[int]:  # fmt: skip
-    """Input positions (0..size-1) that at least one window of one axis touches."""
-    n_out = pool_output_size(size, kernel_size, stride, padding, dilation, ceil_mode)
-    taps: set[int] = set()
-    for i in range(n_out):
-        rows, _ = viz.window_indices((i, 0), (kernel_size, 1), (stride or kernel_size, 1),
-                                     (padding, 0), (dilation, 1))  # fmt: skip
-        taps.update(int(r) for r in rows if 0 <= r < size)
-    return taps
-
-
-def never_covered(
-    size: int,
-    kernel_size: int,
-    stride: int | None = None,
-    padding: int = 0,
-    dilation: int = 1,
-    ceil_mode: bool = False,
-) -> list[int]:
-    """Input positions along one axis that no window touches, so they never reach the output.
-
-    Found by walking the windows: trailing rows a floor-mode output leaves out, and gaps between
-    windows (stride larger than the dilated kernel) or between a dilated window's taps. Raises
-    ``ValueError`` for settings PyTorch refuses.
-    """
-    covered = _covered(size, kernel_size, stride, padding, dilation, ceil_mode)
-    return [i for i in range(size) if i not in covered]
-
-
-def uncovered(
-    size: int,
-    kernel_size: int,
-    stride: int | None = None,
-    padding: int = 0,
-    dilation: int = 1,
-    ceil_mode: bool = False,
-) -> int:
-    """How many trailing input rows (or columns) no window ever reaches.
-
-    A 25-pixel side pooled 2×2 with stride 2 gives 12 windows over rows 0..23: row 24 is
-    dropped, so ``uncovered(25, 2, 2) == 1``. Raises ``ValueError`` for settings PyTorch refuses.
-    """
-    covered = _covered(size, kernel_size, stride, padding, dilation, ceil_mode)
-    return size - 1 - max(covered) if covered else size
 
 
 # --------------------------------------------------------------------------- the state
@@ -173,11 +131,11 @@ def _listing(items: Sequence[int], limit: int = 8) -> str:
     return shown + (f", … ({len(items)} in all)" if len(items) > limit else "")
 
 
-def _coverage_warnings(h: int, w: int, k, s, p, d, ceil_mode: bool) -> list[str]:
-    rows = never_covered(h, k[0], s[0], p[0], d[0], ceil_mode)
-    cols = never_covered(w, k[1], s[1], p[1], d[1], ceil_mode)
-    tail_r = uncovered(h, k[0], s[0], p[0], d[0], ceil_mode)
-    tail_c = uncovered(w, k[1], s[1], p[1], d[1], ceil_mode)
+def _coverage_warnings(h: int, w: int, params: PoolParams) -> list[str]:
+    rows = never_covered(h, *params.axis(0), params.ceil_mode)
+    cols = never_covered(w, *params.axis(1), params.ceil_mode)
+    tail_r = uncovered(h, *params.axis(0), params.ceil_mode)
+    tail_c = uncovered(w, *params.axis(1), params.ceil_mode)
     found = []
     parts = [f"{n} {what}(s)" for n, what in ((tail_r, "row"), (tail_c, "column")) if n]
     if parts:
@@ -192,23 +150,19 @@ def _coverage_warnings(h: int, w: int, k, s, p, d, ceil_mode: bool) -> list[str]
     return found
 
 
-def _padding_only_cells(h: int, w: int, out_shape: tuple[int, int], k, s, p, d) -> int:
+def _padding_only_cells(h: int, w: int, out_shape: tuple[int, int], params: PoolParams) -> int:
     """How many output cells pool over padding alone (possible with dilation)."""
     blind = []
-    for n_out, size, axis in ((out_shape[0], h, 0), (out_shape[1], w, 1)):
-        taps = [
-            viz.window_indices((i, 0), (k[axis], 1), (s[axis], 1), (p[axis], 0), (d[axis], 1))[0]
-            for i in range(n_out)
-        ]
+    for axis, (n_out, size) in enumerate(zip(out_shape, (h, w), strict=True)):
+        taps = [params.window((i, i))[axis] for i in range(n_out)]  # this axis's taps only
         blind.append(sum(not any(0 <= t < size for t in row) for row in taps))
     (ho, wo), (bh, bw) = out_shape, blind
     return ho * wo - (ho - bh) * (wo - bw)
 
 
-def _ceil_notes(h: int, w: int, k, s, p, d) -> list[str]:
+def _ceil_notes(h: int, w: int, params: PoolParams) -> list[str]:
     hangs, dropped = [], []
-    for axis, size, (kk, ss, pp, dd) in (("H", h, (k[0], s[0], p[0], d[0])),
-                                         ("W", w, (k[1], s[1], p[1], d[1]))):  # fmt: skip
+    for axis, size, (kk, ss, pp, dd) in (("H", h, params.axis(0)), ("W", w, params.axis(1))):
         try:
             floor_n = pool_output_size(size, kk, ss, pp, dd, False)
         except ValueError:  # floor mode refuses what ceil mode accepts
@@ -234,51 +188,46 @@ def _ceil_notes(h: int, w: int, k, s, p, d) -> list[str]:
 
 
 def explore(
-    x: Any,
-    kernel_size: IntOrPair = 2,
-    stride: IntOrPair | None = None,
-    padding: IntOrPair = 0,
-    dilation: IntOrPair = 1,
-    ceil_mode: bool = False,
-    op: str = "max",
-    cell: tuple[int, int] = (0, 0),
+    x: Any, *, cell: tuple[int, int] = (0, 0), op: str = "max", **pool: Unpack[PoolArgs]
 ) -> ExplorerState:
     """Pool ``x`` with PyTorch and collect what a learner should see about this setting.
 
-    ``x``: a 2-D matrix or an ``(H, W, 3)`` image. ``cell`` is clamped into the output. Settings
-    PyTorch refuses give a state with ``output=None`` and ``error`` set to PyTorch's message.
+    ``x``: a 2-D matrix or an ``(H, W, 3)`` image. ``cell`` is clamped into the output. ``pool``:
+    kernel_size (default 2), stride, padding, dilation, ceil_mode, as ``F.max_pool2d`` takes them.
+    Settings PyTorch refuses give a state with ``output=None`` and ``error`` set to PyTorch's
+    message.
     """
     arr = viz.as_grid(x)
     h, w = arr.shape[:2]
-    k = pair(kernel_size, "kernel_size")
-    s = k if stride is None else pair(stride, "stride")
-    p, d = pair(padding, "padding"), pair(dilation, "dilation")
+    pool = {"kernel_size": 2, **pool}  # type: ignore[typeddict-item]
+    params = PoolParams.of(**pool, check=False)  # PyTorch below judges the setting
+    k, s, p, d = params.kernel_size, params.stride, params.padding, params.dilation
+    ceil_mode = params.ceil_mode
     base = dict(
-        input=arr, kernel_size=k, stride=s, padding=p, dilation=d, ceil_mode=bool(ceil_mode),
-        op=op,
-        formula_h=format_shape_formula(h, k[0], s[0], p[0], d[0], ceil_mode, "H"),
-        formula_w=format_shape_formula(w, k[1], s[1], p[1], d[1], ceil_mode, "W"),
+        input=arr, kernel_size=k, stride=s, padding=p, dilation=d, ceil_mode=ceil_mode, op=op,
+        formula_h=format_shape_formula(h, *params.axis(0), ceil_mode, "H"),
+        formula_w=format_shape_formula(w, *params.axis(1), ceil_mode, "W"),
     )  # fmt: skip
     try:
-        result = viz.pool_array(arr, kernel_size, stride, padding, dilation, ceil_mode, op)
+        result = viz.pool_array(arr, op, **pool)
     except (RuntimeError, TypeError, ValueError) as error:
         return ExplorerState(**base, cell=(0, 0), output=None, out_shape=None, error=str(error))
     ho, wo = result.shape
-    i, j = viz.as_cell(cell)
+    i, j = as_cell(cell)
     i, j = min(max(i, 0), ho - 1), min(max(j, 0), wo - 1)
-    rows, cols = viz.window_indices((i, j), k, s, p, d)
+    rows, cols = params.window((i, j))
     argmax = None
     if result.argmax is not None:
-        argmax = viz.argmax_cells(result, (i, j), (h, w), (rows, cols))
-    warnings = _coverage_warnings(h, w, k, s, p, d, ceil_mode)
-    blind = _padding_only_cells(h, w, (ho, wo), k, s, p, d)
+        argmax = argmax_cells(result.argmax, (i, j), (h, w), (rows, cols))
+    warnings = _coverage_warnings(h, w, params)
+    blind = _padding_only_cells(h, w, (ho, wo), params)
     if blind:
         warnings.append(
             f"{blind} output cell(s) have windows that lie wholly in the padding and see no "
             f"input: they come out as " + ("−∞" if op == "max" else "0")
         )
     if ceil_mode:
-        warnings += _ceil_notes(h, w, k, s, p, d)
+        warnings += _ceil_notes(h, w, params)
     if op == "avg" and max(p) > 0:
         warnings.append(
             "avg pooling counts the zero padding in the mean (count_include_pad=True), so "
@@ -319,8 +268,9 @@ def render(state: ExplorerState, *, show_text: bool = True) -> Figure:
         fig.supxlabel(f"PyTorch refuses these settings:\n{message}", color="#b00000", fontsize=10)
         return fig
     fig = viz.plot_pooling(
-        state.input, state.kernel_size, state.stride, state.padding, state.dilation,
-        state.ceil_mode, state.op, cell=state.cell,
+        state.input, cell=state.cell, op=state.op, kernel_size=state.kernel_size,
+        stride=state.stride, padding=state.padding, dilation=state.dilation,
+        ceil_mode=state.ceil_mode,
     )  # fmt: skip
     if show_text:
         width = int(fig.get_figwidth() * 13)  # characters that fit at fontsize 9
@@ -410,9 +360,10 @@ class PoolingExplorer(widgets.VBox):
         c = self.controls
         linked = c["stride_is_kernel"].value and c["stride"].value == c["kernel_size"].value
         state = explore(
-            self.input, c["kernel_size"].value, None if linked else c["stride"].value,
-            c["padding"].value, c["dilation"].value, c["ceil_mode"].value, c["op"].value,
-            (c["row"].value, c["col"].value),
+            self.input, cell=(c["row"].value, c["col"].value), op=c["op"].value,
+            kernel_size=c["kernel_size"].value, stride=None if linked else c["stride"].value,
+            padding=c["padding"].value, dilation=c["dilation"].value,
+            ceil_mode=c["ceil_mode"].value,
         )  # fmt: skip
         self.state = state
         self._busy = True

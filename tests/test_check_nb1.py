@@ -22,10 +22,10 @@ def solutions() -> dict:
     """Every name the notebook's solution cells define (run in one namespace, in order)."""
     nb = nbformat.read(NOTEBOOK, as_version=4)
     from pooltools import widgets
-    from pooltools.shapes import pool_output_size
+    from pooltools.shapes import pool_output_size, uncovered
 
     namespace: dict = {"torch": torch, "F": F, "nn": torch.nn, "np": np, "widgets": widgets,
-                       "pool_output_size": pool_output_size}  # what the notebook imports
+                       "pool_output_size": pool_output_size, "uncovered": uncovered}  # fmt: skip
     cells = [c for c in nb.cells if student.is_solution(c)]
     assert len(cells) >= 4, "notebook 1 has its four exercises"
     for cell in cells:

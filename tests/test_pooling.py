@@ -385,7 +385,7 @@ BAD_INPUTS = [
     (lambda: max_unpool2d(G, IDX, 2, output_size=(1, 4, 4)), ValueError, r"2 \(H, W\) or 4"),
     (lambda: max_unpool2d(G, IDX, 2, output_size=(6, 4)), ValueError, "strictly between 2 and 6"),
     (lambda: max_unpool2d(G, IDX + 16, 2), ValueError, r"in \[0, 16\)"),
-    (lambda: max_unpool2d(G, IDX, 0), ValueError, "kernel_size must be positive"),
+    (lambda: max_unpool2d(G, IDX, 0), ValueError, "kernel_size must be greater than zero"),
     (
         lambda: max_unpool2d(G[..., :1, :1], IDX[..., :1, :1], 2, padding=1),
         ValueError,

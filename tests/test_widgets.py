@@ -16,14 +16,13 @@ from hypothesis import strategies as st
 from matplotlib.figure import Figure
 
 from pooltools import viz
+from pooltools.shapes import never_covered, uncovered
 from pooltools.widgets import (
     ExplorerState,
     explore,
     format_shape_formula,
-    never_covered,
     pooling_explorer,
     render,
-    uncovered,
 )
 
 TOY = np.array([[1, 3, 2, 1], [4, 6, 5, 0], [2, 1, 9, 7], [0, 8, 3, 4]])
@@ -87,7 +86,7 @@ SETTINGS = list(
 def test_explore_equals_torch_or_reports_torchs_error(x):
     refused = 0
     for k, s, p, d, ceil, op in SETTINGS:
-        state = explore(x, k, s, p, d, ceil, op)
+        state = explore(x, kernel_size=k, stride=s, padding=p, dilation=d, ceil_mode=ceil, op=op)
         expected, error = torch_call(x, k, s, p, d, ceil, op)
         if error is not None:
             refused += 1
@@ -122,53 +121,62 @@ def test_explore_reports_torchs_own_error_text(kwargs, torch_kwargs):
 def test_explore_avg_with_dilation_reports_torchs_refusal():
     with pytest.raises(TypeError) as theirs:
         F.avg_pool2d(torch.zeros(1, 1, 4, 4), 2, dilation=2)
-    state = explore(TOY, 2, dilation=2, op="avg")
+    state = explore(TOY, kernel_size=2, dilation=2, op="avg")
     assert state.error == str(theirs.value) and state.output is None
 
 
 def test_explore_window_cells_and_argmax_follow_torch():
-    state = explore(TOY, 2, cell=(1, 1))
+    state = explore(TOY, kernel_size=2, cell=(1, 1))
     assert isinstance(state, ExplorerState)
     assert state.window_cells == [(2, 2), (2, 3), (3, 2), (3, 3)]
     _, idx = F.max_pool2d(torch.from_numpy(TOY).double()[None, None], 2, return_indices=True)
     assert state.argmax == [divmod(int(idx[0, 0, 1, 1]), 4)] == [(2, 2)]
     assert state.stride == (2, 2)  # None became the kernel size, as in PyTorch
-    image_state = explore(IMAGE, 3, 2, 1, cell=(2, 3))
+    image_state = explore(IMAGE, kernel_size=3, stride=2, padding=1, cell=(2, 3))
     assert len(image_state.argmax) == 3 and image_state.shape_text == "output shape: 5 × 6 × 3"
-    assert explore(TOY, 2, op="avg").argmax is None
+    assert explore(TOY, kernel_size=2, op="avg").argmax is None
 
 
 def test_explore_clamps_the_cell_into_the_output():
-    assert explore(TOY, 2, cell=(7, 9)).cell == (1, 1)
-    assert explore(TOY, 2, cell=(-3, 0)).cell == (0, 0)
+    assert explore(TOY, kernel_size=2, cell=(7, 9)).cell == (1, 1)
+    assert explore(TOY, kernel_size=2, cell=(-3, 0)).cell == (0, 0)
 
 
 def test_explore_warns_about_dropped_rows_gaps_and_padding_only_windows():
-    state = explore(np.zeros((25, 25)), 2, 2)
+    state = explore(np.zeros((25, 25)), kernel_size=2, stride=2)
     assert state.out_shape == (12, 12) and state.shape_text == "output shape: 12 × 12"
     assert state.warnings == [
         "the last 1 row(s) and 1 column(s) of the input are never covered by any window"
     ]
-    assert explore(np.zeros((24, 25)), 2).warnings == [
+    assert explore(np.zeros((24, 25)), kernel_size=2).warnings == [
         "the last 1 column(s) of the input are never covered by any window"
     ]
-    gaps = explore(np.zeros((8, 8)), 2, 3).warnings  # stride 3 > kernel 2: every third row
+    gaps = explore(
+        np.zeros((8, 8)), kernel_size=2, stride=3
+    ).warnings  # stride 3 > kernel 2: every third row
     assert any("row(s) 2, 5 and column(s) 2, 5 fall in gaps" in w for w in gaps)
-    blind = explore(np.arange(5)[None], 2, 1, 1, dilation=2)  # taps at rows -1 and 1 only
+    blind = explore(
+        np.arange(5)[None], kernel_size=2, stride=1, padding=1, dilation=2
+    )  # taps at rows -1 and 1 only
     assert np.all(blind.output == -math.inf)
     assert any("5 output cell(s) have windows that lie wholly in the padding" in w
                for w in blind.warnings)  # fmt: skip
     assert blind.argmax == []
-    assert explore(TOY, 2, 2, 0).warnings == []
+    assert explore(TOY, kernel_size=2, stride=2, padding=0).warnings == []
 
 
 def test_explore_notes_ceil_mode_and_avg_padding():
-    hangs = explore(np.zeros((5, 5)), 2, 2, 0, ceil_mode=True)
+    hangs = explore(np.zeros((5, 5)), kernel_size=2, stride=2, padding=0, ceil_mode=True)
     assert hangs.out_shape == (3, 3)
     assert any("hangs past the padded input" in w for w in hangs.warnings)
-    dropped = explore(np.zeros((5, 5)), 3, 3, 1, ceil_mode=True)  # 3rd window starts in padding
+    dropped = explore(
+        np.zeros((5, 5)), kernel_size=3, stride=3, padding=1, ceil_mode=True
+    )  # 3rd window starts in padding
     assert any("PyTorch drops such a window" in w for w in dropped.warnings)
-    assert any("count_include_pad=True" in w for w in explore(TOY, 2, padding=1, op="avg").warnings)
+    assert any(
+        "count_include_pad=True" in w
+        for w in explore(TOY, kernel_size=2, padding=1, op="avg").warnings
+    )
 
 
 # --------------------------------------------------------------------------- shape arithmetic
@@ -205,7 +213,7 @@ def test_format_shape_formula_evaluates_to_torchs_shape():
 
 
 def test_explore_formulas_match_its_output_shape():
-    state = explore(IMAGE, 3, 2, 1, ceil_mode=True)
+    state = explore(IMAGE, kernel_size=3, stride=2, padding=1, ceil_mode=True)
     assert [evaluate(f)[1] for f in (state.formula_h, state.formula_w)] == list(state.out_shape)
     assert state.formula_w.startswith("W_out = ceil((11 + 2·1")
 
@@ -246,20 +254,20 @@ def test_uncovered_and_never_covered_match_torch_brute_force(size, k, s, p, d, c
 
 
 def test_render_draws_pooling_with_formulas():
-    fig = render(explore(TOY, 2, cell=(1, 0)))
+    fig = render(explore(TOY, kernel_size=2, cell=(1, 0)))
     assert isinstance(fig, Figure) and len(fig.axes) == 2
     assert fig.axes[1].get_title() == "output 2×2"
     assert "H_out = floor((4 + 2·0" in fig.get_supxlabel()
-    assert render(explore(TOY, 2), show_text=False).get_supxlabel() == ""
+    assert render(explore(TOY, kernel_size=2), show_text=False).get_supxlabel() == ""
 
 
 def test_render_error_state_shows_the_input_and_torchs_message():
-    state = explore(TOY, 2, padding=2)
+    state = explore(TOY, kernel_size=2, padding=2)
     fig = render(state)
     assert len(fig.axes) == 1 and fig.axes[0].get_title() == "input 4×4"
     assert "PyTorch refuses these settings" in fig.get_supxlabel()
     assert "pad should be at most half" in fig.get_supxlabel()
-    assert render(explore(IMAGE, 20)).axes[0].get_title() == "input 9×11×3"
+    assert render(explore(IMAGE, kernel_size=20)).axes[0].get_title() == "input 9×11×3"
 
 
 # --------------------------------------------------------------------------- the widget

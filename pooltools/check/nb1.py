@@ -111,7 +111,7 @@ def check_lossy_sizes(lossy_sizes: Callable[..., Any]) -> CheckResult:
     fails)."""
     name = "Exercise 3 (sizes that lose a row)"
     hint = ("a row is lost when the last window does not end on the last row: compare "
-            "size − kernel_size with the stride (widgets.uncovered counts uncovered rows)")  # fmt: skip
+            "size − kernel_size with the stride (shapes.uncovered counts uncovered rows)")  # fmt: skip
     for k, s, sizes in [(2, 2, range(2, 13)), (3, 2, range(3, 14)), (2, 3, range(2, 14))]:
         got, failed = run_answer(name, lossy_sizes, k, s, sizes, hint=hint)
         if failed is not None:  # a CheckResult is falsy when it failed
