@@ -44,17 +44,16 @@ nbval: $(STAMP)
 run: $(STAMP)
 	$(PY) -m pooltools.setup_check record --save-full --notebooks $(NOTEBOOKS)
 
-# The one recipe every committed checkpoint in data/checkpoints/ was trained with (see its README).
-# Finished checkpoints are kept and interrupted ones resume; FORCE=1 retrains from scratch.
-# SEEDS="0 1 2" trains every variant at each seed (seed 0 is NAME.pt, seed s is NAME-seedS.pt).
+# Train with the one recipe of every committed checkpoint in data/checkpoints/ (pooltools.train.RECIPE,
+# the CLI's defaults; see the checkpoints' README). Finished checkpoints are kept and interrupted ones
+# resume; FORCE=1 retrains from scratch. SEEDS="0 1 2" trains every variant at each seed (seed 0 is
+# NAME.pt, seed s is NAME-seedS.pt).
 TRAIN_VARIANTS ?= base avgpool strided allconv convpool blurpool unpooled dilated
 SEEDS ?= 0
-TRAIN_RECIPE := --widths 32,64,128 --convs-per-stage 1,2,2 --epochs 11 --batch-size 128 --lr 0.3 \
-	--label-smoothing 0.1 --tta --batch-augment
 train: $(STAMP)
 	@for s in $(SEEDS); do for m in $(TRAIN_VARIANTS); do \
 		echo "== train $$m seed $$s"; \
-		POOLTOOLS_QUICK=0 $(PY) -m pooltools.train --model $$m --seed $$s $(TRAIN_RECIPE) \
+		POOLTOOLS_QUICK=0 $(PY) -m pooltools.train --model $$m --seed $$s \
 			--out data/checkpoints $(if $(FORCE),--no-resume,) || exit 1; \
 	done; done
 

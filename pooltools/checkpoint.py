@@ -22,10 +22,12 @@ import hashlib
 import math
 import os
 import platform
-from collections.abc import Mapping
+import random
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -35,6 +37,7 @@ from pooltools.models import VARIANTS, build_model
 
 __all__ = [
     "FORMAT_VERSION",
+    "READABLE_FORMATS",
     "CheckpointError",
     "architecture_signature",
     "environment_info",
@@ -45,9 +48,12 @@ __all__ = [
     "load_model",
     "write_json_atomic",
     "parse_checkpoint_name",
+    "rng_state",
+    "restore_rng_state",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the config has one augmentation flag (format 1 also had batch_augment)
+READABLE_FORMATS = (1, 2)
 _REQUIRED_KEYS = ("format_version", "architecture", "model_state", "config", "history")
 
 
@@ -219,10 +225,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{path} is not a pooltools checkpoint (expected keys {list(_REQUIRED_KEYS)}, found "
             f"{found}); {_regenerate_hint(path)}"
         )
-    if checkpoint["format_version"] != FORMAT_VERSION:
+    if checkpoint["format_version"] not in READABLE_FORMATS:
         raise CheckpointError(
             f"{path} has checkpoint format {checkpoint['format_version']!r}, but this pooltools "
-            f"reads format {FORMAT_VERSION}; {_regenerate_hint(path)}"
+            f"reads formats {', '.join(map(str, READABLE_FORMATS))}; {_regenerate_hint(path)}"
         )
     return checkpoint
 
@@ -275,3 +281,55 @@ def load_model(
     model = build_model(arch["name"], **arch.get("kwargs", {}))
     load_weights(model, checkpoint)
     return model.to(map_location).eval(), checkpoint
+
+
+# --------------------------------------------------------------------------------------------
+# RNG state: everything random in a run, as plain data (uint8/int64 tensors, ints, lists)
+
+
+def rng_state(generators: Sequence[torch.Generator]) -> dict[str, Any]:
+    """Python's, NumPy's and torch's global RNG states plus ``generators``' (a run's data
+    loader and augmentation streams), as plain data a checkpoint can hold."""
+    py_version, py_internal, py_gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),  # uint8 tensor
+        "python": {"version": py_version, "internal": list(py_internal), "gauss": py_gauss},
+        "numpy": {
+            "name": np_name,
+            "keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
+            "pos": int(np_pos),
+            "has_gauss": int(np_has_gauss),
+            "cached_gaussian": float(np_gauss),
+        },
+        "generators": [g.get_state() for g in generators],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any], generators: Sequence[torch.Generator]) -> None:
+    """Put back what :func:`rng_state` saved; ``generators`` must be the same kind of streams."""
+    if len(state["generators"]) != len(generators):
+        raise ValueError(
+            f"the checkpoint saved {len(state['generators'])} data-loader generator states but "
+            f"the train loader has {len(generators)}; resume with the same kind of loader"
+        )
+    torch.set_rng_state(state["torch"])
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["internal"]), py["gauss"]))
+    n = state["numpy"]
+    np.random.set_state(
+        (
+            n["name"],
+            n["keys"].numpy().astype(np.uint32),
+            n["pos"],
+            n["has_gauss"],
+            n["cached_gaussian"],
+        )
+    )
+    for g, s in zip(generators, state["generators"], strict=True):
+        g.set_state(s)
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -159,9 +159,10 @@ def load_average() -> float | None:
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
-def run_header(data: bool = True) -> str:
+def run_header(source: str | None = None) -> str:
     """One-line description of this run: mode, device, threads, machine and its load average (so a
-    timing measured beside other work says so), and (optionally) the data source.
+    timing measured beside other work says so), and the data ``source`` if given (a notebook
+    passes ``data.describe_source()``).
 
     Every notebook prints it in its first output, so a reader knows what produced the numbers. It
     holds no absolute path: the data source is named relative to the project or by its variable.
@@ -174,8 +175,6 @@ def run_header(data: bool = True) -> str:
         f"machine: {platform.machine()} {os.cpu_count()} cores"
         + (f", load {load:.1f}" if load is not None else ""),
     ]
-    if data:
-        from pooltools.data import describe_source
-
-        parts.append(f"CIFAR-10: {describe_source()}")
+    if source is not None:
+        parts.append(f"CIFAR-10: {source}")
     return " | ".join(parts)

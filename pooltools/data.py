@@ -22,13 +22,13 @@ import os
 import pickle
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from pooltools.atomic import atomic_write
 from pooltools.config import data_dir
@@ -42,7 +42,6 @@ __all__ = [
     "subset",
     "channel_stats",
     "to_tensor_batch",
-    "augmentation",
     "random_crop_flip",
     "CIFAR10Tensors",
     "make_loader",
@@ -428,30 +427,18 @@ def to_tensor_batch(
     return out.sub_(255 * mean).div_(255 * std)
 
 
-def augmentation(padding: int = 4) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The standard CIFAR augmentation on a ``(3, 32, 32)`` tensor: random crop, random flip.
-
-    ``RandomCrop(32, padding)`` pads with zeros; on normalized tensors zero is the dataset's
-    mean colour, so the border is mean-grey rather than black.
-    """
-    try:
-        from torchvision.transforms import v2 as transforms
-    except ImportError:  # torchvision < 0.15
-        from torchvision import transforms  # type: ignore[no-redef]
-    return transforms.Compose(
-        [transforms.RandomCrop(32, padding=padding), transforms.RandomHorizontalFlip()]
-    )
-
-
 def random_crop_flip(
     images: torch.Tensor, generator: torch.Generator, padding: int = 4
 ) -> torch.Tensor:
-    """:func:`augmentation` for a whole ``(N, C, H, W)`` batch at once, drawn from ``generator``.
+    """The standard CIFAR augmentation, random crop and random flip, for a whole ``(N, C, H, W)``
+    batch at once, drawn from ``generator``: the one augmentation of :mod:`pooltools.train`.
 
     Each image gets its own crop offset (zero padding, uniform in ``0..2*padding`` per axis) and
-    a mirror with probability 1/2, as ``RandomCrop`` + ``RandomHorizontalFlip`` would give it,
-    but in one gather instead of ``N`` Python calls (several times faster per epoch on a CPU).
-    The result is ``channels_last`` in memory, the layout the training loop wants anyway.
+    a mirror with probability 1/2, as torchvision's ``RandomCrop(32, padding)`` +
+    ``RandomHorizontalFlip`` would give it, but in one gather instead of ``N`` Python calls
+    (several times faster per epoch on a CPU). On normalized tensors the zero padding is the
+    dataset's mean colour. The result is ``channels_last`` in memory, the layout the training
+    loop wants anyway.
     """
     if images.ndim != 4:
         raise ValueError(
@@ -473,62 +460,26 @@ def random_crop_flip(
 
 
 class CIFAR10Tensors(Dataset):
-    """CIFAR-10 as one normalized float32 ``(N, 3, 32, 32)`` tensor (converted once) and labels.
-
-    ``dataset[i]`` returns ``(image, label)``, with ``transform`` applied to the image if given.
-    ``dataset[(i, seed)]`` (what ``make_loader`` asks for) runs the transform with the CPU RNG
-    seeded to ``seed`` and then restored, so augmentation depends on neither the global RNG nor
-    the number of workers.
-    """
+    """CIFAR-10 as one normalized float32 ``(N, 3, 32, 32)`` tensor (converted once) and labels;
+    ``dataset[i]`` returns ``(image, label)``."""
 
     def __init__(
         self,
         images: np.ndarray,
         labels: np.ndarray,
         stats: tuple[Sequence[float], Sequence[float]] | None = None,
-        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         if len(images) != len(labels):
             raise ValueError(f"images and labels differ in length: {len(images)} vs {len(labels)}")
         self.stats = channel_stats(images) if stats is None else stats
         self.images = to_tensor_batch(images, self.stats)  # (N, 3, 32, 32) float32
         self.labels = torch.as_tensor(np.array(labels, dtype=np.int64))  # (N,) int64
-        self.transform = transform
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        seed = None
-        if isinstance(index, tuple):
-            index, seed = index
-        image = self.images[index]
-        if self.transform is not None:
-            if seed is None:
-                image = self.transform(image)
-            else:
-                with torch.random.fork_rng(devices=[]):
-                    torch.default_generator.manual_seed(seed)
-                    image = self.transform(image)
-        return image, self.labels[index]
-
-
-class _SeededOrder(Sampler[tuple[int, int]]):
-    """Yields ``(index, item_seed)``: a fresh seeded order and fresh seeds every epoch."""
-
-    def __init__(self, size: int, shuffle: bool, generator: torch.Generator) -> None:
-        self.size, self.shuffle, self.generator = size, shuffle, generator
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        if self.shuffle:
-            order = torch.randperm(self.size, generator=self.generator)
-        else:
-            order = torch.arange(self.size)
-        seeds = torch.randint(0, 2**62, (self.size,), generator=self.generator)
-        return zip(order.tolist(), seeds.tolist(), strict=True)
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[index], self.labels[index]
 
 
 def make_loader(
@@ -536,7 +487,6 @@ def make_loader(
     labels: np.ndarray,
     batch_size: int = 128,
     train: bool = False,
-    augment: bool = False,
     stats: tuple[Sequence[float], Sequence[float]] | None = None,
     seed: int = 0,
     num_workers: int = 0,
@@ -545,23 +495,14 @@ def make_loader(
     """A DataLoader of normalized float32 ``(B, 3, 32, 32)`` batches and int64 labels.
 
     ``stats`` defaults to ``channel_stats(images)``; pass the train split's stats for a test
-    loader. ``train=True`` shuffles; ``augment=True`` adds ``augmentation()``; ``drop_last``
-    defaults to ``train``. Everything random is drawn from a generator seeded with ``seed``, so
-    two loaders made with the same arguments yield identical batches, whatever the global RNG
-    and ``num_workers``; iterating one loader again gives the next epoch (new order, new crops).
+    loader. ``train=True`` shuffles (augmentation happens per batch, in the training loop:
+    :func:`random_crop_flip`); ``drop_last`` defaults to ``train``. The order is drawn from a
+    generator seeded with ``seed``, so two loaders made with the same arguments yield identical
+    batches whatever the global RNG; iterating one loader again gives the next epoch's order.
     """
-    dataset = CIFAR10Tensors(images, labels, stats, augmentation() if augment else None)
+    dataset = CIFAR10Tensors(images, labels, stats)
     generator = torch.Generator().manual_seed(seed)  # also seeds the workers' base seed
     drop_last = train if drop_last is None else drop_last
-    if augment:
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            sampler=_SeededOrder(len(dataset), train, generator),
-            num_workers=num_workers,
-            drop_last=drop_last,
-            generator=generator,
-        )
     return DataLoader(
         dataset,
         batch_size=batch_size,

@@ -33,12 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from pooltools import data
 from pooltools.atomic import write_json_atomic, write_text_atomic
 from pooltools.config import data_dir, device_name, display_path, get_device, load_average, pick
 from pooltools.models import build_model
+from pooltools.train import RECIPE, make_optimizer, train_step
 
 try:  # packaging ships with pip/jupyter almost everywhere; the tiny parser below is the fallback
     from packaging.specifiers import SpecifierSet
@@ -387,40 +387,33 @@ def _synchronize(device: torch.device) -> None:
 
 def speed_probe(
     seconds: float = 10.0,
-    batch_size: int = 128,
     device: torch.device | str | None = None,
-    widths: Sequence[int] = (32, 64, 128),
-    convs_per_stage: int | Sequence[int] = (1, 2, 2),
     seed: int = 0,
 ) -> ProbeResult:
-    """Train the ``base`` model (the committed recipe's architecture) on random batches for about
-    ``seconds`` of wall time and return its speed.
+    """Train ``base`` with :data:`pooltools.train.RECIPE` (its architecture, batch size,
+    optimizer and loss) on random batches for about ``seconds`` of wall time; return its speed.
 
-    One training step as ``pooltools.train`` takes it: batch crop + flip, channels_last, forward,
-    label-smoothed cross-entropy, backward, SGD with Nesterov momentum. One warm-up step is not
-    timed; at least one step is. The caller's random state is left untouched.
+    Each step is the training loop's own: batch crop + flip, channels_last, then
+    :func:`pooltools.train.train_step`. One warm-up step is not timed; at least one step is.
+    The caller's random state is left untouched.
     """
     if not seconds >= 0:
         raise ValueError(f"seconds must be a non-negative number, but got {seconds!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, but got {batch_size!r}")
     device = torch.device(device) if device is not None else get_device()
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = build_model("base", widths=widths, convs_per_stage=convs_per_stage)
+        model = build_model("base", **RECIPE.model_kwargs)
     model = model.to(device, memory_format=torch.channels_last).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    optimizer = make_optimizer(model, RECIPE)
+    batch_size = RECIPE.batch_size
     images = torch.randn(batch_size, 3, 32, 32, generator=generator)  # (B, 3, 32, 32)
     labels = torch.randint(0, 10, (batch_size,), generator=generator).to(device)  # (B,)
 
     def step() -> None:
         x = data.random_crop_flip(images, generator).to(device)  # (B, 3, 32, 32) channels_last
         x = x.contiguous(memory_format=torch.channels_last)
-        loss = F.cross_entropy(model(x), labels, label_smoothing=0.1)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(model, optimizer, x, labels, RECIPE.label_smoothing)
 
     step()  # warm-up: first-call allocations and kernel selection
     _synchronize(device)

@@ -1,10 +1,12 @@
 """Train one model variant on CIFAR-10: the loop, the schedule, evaluation, resume, and a CLI.
 
-Recipe: SGD with Nesterov momentum; weight decay on conv/linear weights only (not on BatchNorm
+The recipe, :data:`RECIPE` (``TrainConfig``'s defaults; every committed checkpoint was trained
+with it): SGD with Nesterov momentum; weight decay on conv/linear weights only (not on BatchNorm
 parameters or biases); a per-step schedule that warms the learning rate up linearly and then
-follows a cosine to zero; optional label smoothing; random crop + flip augmentation; channels_last
-tensors on the CPU. Same config and seed on the CPU -> identical losses, and an interrupted run
-resumed from its checkpoint continues exactly as if it had never stopped.
+follows a cosine to zero; label smoothing; a seeded random crop + flip of every batch; test
+accuracy with flip averaging; channels_last tensors. Same config and seed on the CPU ->
+identical losses, and an interrupted run resumed from its checkpoint continues exactly as if it
+had never stopped.
 
 Time budget: with ``time_budget`` set, the first epoch is timed (training, evaluation and saving)
 and the run is re-planned to ``min(epochs, floor(budget / first_epoch_time))`` epochs, with the
@@ -14,33 +16,42 @@ later epochs run slower (a busy machine) and the next one would overshoot, train
 gracefully after the last epoch that fits (``stopped_early``). A budgeted run is therefore not
 deterministic in its number of epochs; everything else is.
 
-CLI: ``python -m pooltools.train --model base [--epochs N] [--time-budget S] [--quick]``.
+CLI: ``python -m pooltools.train --model base [--seed S] [--epochs N] [--time-budget S] [--quick]``
+(the recipe unless told otherwise; ``make train`` runs it for every variant and seed).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from pooltools.checkpoint import load_checkpoint, load_weights, save_checkpoint, to_plain
+from pooltools.checkpoint import (
+    FORMAT_VERSION,
+    load_checkpoint,
+    load_weights,
+    restore_rng_state,
+    rng_state,
+    save_checkpoint,
+    to_plain,
+)
 from pooltools.config import data_dir, get_device, is_quick, seed_everything
 from pooltools.data import random_crop_flip
 from pooltools.models import VARIANTS, build_model
 
 __all__ = [
+    "RECIPE",
+    "recipe",
     "TrainConfig",
     "TrainResult",
     "WarmupCosine",
@@ -59,30 +70,31 @@ class TrainConfig:
     """Everything that defines a training run (and so is compared before resuming one).
 
     ``epochs`` is the length of the run, or its upper bound when ``time_budget`` (seconds) is
-    set. ``batch_size``, ``subset``/``test_subset`` (a seeded stratified subset of that many
-    images; ``None``: the whole split) and ``augment`` are only used when :func:`train` builds
-    the CIFAR-10 loaders itself; loaders passed in are used as they are. ``batch_augment`` moves
-    the random crop + flip out of the loader's per-image torchvision transforms into the loop,
-    one seeded batch at a time (:func:`pooltools.data.random_crop_flip`, same distribution,
-    faster); it applies to any train loader, so pass un-augmented ones with it.
+    set. ``batch_size`` and ``subset``/``test_subset`` (a seeded stratified subset of that many
+    images; ``None``: the whole split) are only used when :func:`train` builds the CIFAR-10
+    loaders itself; loaders passed in are used as they are. ``augment`` crops and flips every
+    training batch in the loop (:func:`pooltools.data.random_crop_flip`, from its own seeded
+    generator), whatever the loader. ``tta`` evaluates with flip averaging. The defaults are the
+    recipe (:data:`RECIPE`).
     """
 
     model: str = "base"
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    epochs: int = 10
+    model_kwargs: dict[str, Any] = field(
+        default_factory=lambda: {"widths": [32, 64, 128], "convs_per_stage": [1, 2, 2]}
+    )
+    epochs: int = 11
     batch_size: int = 128
-    lr: float = 0.1
+    lr: float = 0.3
     momentum: float = 0.9
     weight_decay: float = 5e-4
     warmup_epochs: float = 1.0
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.1
     seed: int = 0
     time_budget: float | None = None
     subset: int | None = None
     test_subset: int | None = None
     augment: bool = True
-    batch_augment: bool = False
-    tta: bool = False
+    tta: bool = True
     channels_last: bool = True
 
     def __post_init__(self) -> None:
@@ -111,12 +123,52 @@ class TrainConfig:
         return to_plain(asdict(self), "config")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+    def from_dict(cls, data: dict[str, Any], format_version: int = FORMAT_VERSION) -> TrainConfig:
+        """The config a checkpoint of ``format_version`` stored (see :func:`upgrade_config`)."""
+        data = upgrade_config(data, format_version)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown TrainConfig fields {unknown}; allowed: {sorted(known)}")
         return cls(**data)
+
+
+RECIPE = TrainConfig()
+"""The one recipe of every committed checkpoint; ``make train``, the speed probe of notebook 0
+and the model card read it from here. :func:`recipe` gives it for one variant and seed."""
+
+# TrainConfig's defaults in checkpoint format 1: what a field missing from such a file's config
+# meant when it was written. Never change these.
+_LEGACY_DEFAULTS: dict[str, Any] = {
+    "model_kwargs": {}, "epochs": 10, "batch_size": 128, "lr": 0.1, "momentum": 0.9,
+    "weight_decay": 5e-4, "warmup_epochs": 1.0, "label_smoothing": 0.0, "seed": 0,
+    "time_budget": None, "subset": None, "test_subset": None, "augment": True,
+    "batch_augment": False, "tta": False, "channels_last": True,
+}  # fmt: skip
+
+
+def recipe(model: str, seed: int = 0) -> TrainConfig:
+    """:data:`RECIPE` for one variant and seed: the config ``make train`` trains."""
+    return replace(RECIPE, model=model, seed=seed)
+
+
+def upgrade_config(saved: dict[str, Any], format_version: int = FORMAT_VERSION) -> dict[str, Any]:
+    """A stored config in today's fields. Format 2 is today's. In format 1 a missing field takes
+    the default it had then, and the retired ``batch_augment`` flag folds into ``augment``
+    (batch crop + flip is the only augmentation now; a run that used the per-image transforms
+    of the data loader is refused, since this code can neither continue nor reproduce it)."""
+    if format_version >= 2:
+        return dict(saved)
+    config = {**_LEGACY_DEFAULTS, **saved}
+    batch = config.pop("batch_augment")
+    if config["augment"] and not batch:
+        raise ValueError(
+            "this run was trained with per-image augmentation in the data loader, which "
+            "pooltools no longer has (batch crop + flip in the loop is the one augmentation "
+            "now); retrain it with `make train`"
+        )
+    config["augment"] = bool(batch)
+    return config
 
 
 @dataclass
@@ -237,7 +289,7 @@ def evaluate(
 def make_cifar_loaders(
     config: TrainConfig, root: str | Path | None = None
 ) -> tuple[DataLoader, DataLoader]:
-    """CIFAR-10 train (shuffled, augmented if ``config.augment``) and test loaders.
+    """CIFAR-10 train (seeded shuffle) and test loaders; :func:`train` augments the batches.
 
     Both are normalized with the channel statistics of the (subset of the) training images.
     """
@@ -251,20 +303,10 @@ def make_cifar_loaders(
         test_x, test_y = data.subset(test_x, test_y, config.test_subset, seed=config.seed)
     stats = data.channel_stats(train_x)
     train_loader = data.make_loader(
-        train_x,
-        train_y,
-        config.batch_size,
-        train=True,
-        augment=config.augment and not config.batch_augment,
-        stats=stats,
-        seed=config.seed,
+        train_x, train_y, config.batch_size, train=True, stats=stats, seed=config.seed
     )
     test_loader = data.make_loader(test_x, test_y, 512, train=False, stats=stats)
     return train_loader, test_loader
-
-
-# --------------------------------------------------------------------------------------------
-# RNG state: everything random in a run, as plain data (uint8/int64 tensors, ints, lists)
 
 
 def _loader_generators(loader: DataLoader) -> list[torch.Generator]:
@@ -276,79 +318,128 @@ def _loader_generators(loader: DataLoader) -> list[torch.Generator]:
     return found
 
 
-def _rng_state(generators: Sequence[torch.Generator]) -> dict[str, Any]:
-    py_version, py_internal, py_gauss = random.getstate()
-    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),  # uint8 tensor
-        "python": {"version": py_version, "internal": list(py_internal), "gauss": py_gauss},
-        "numpy": {
-            "name": np_name,
-            "keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
-            "pos": int(np_pos),
-            "has_gauss": int(np_has_gauss),
-            "cached_gaussian": float(np_gauss),
-        },
-        "generators": [g.get_state() for g in generators],
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], generators: Sequence[torch.Generator]) -> None:
-    torch.set_rng_state(state["torch"])
-    py = state["python"]
-    random.setstate((py["version"], tuple(py["internal"]), py["gauss"]))
-    n = state["numpy"]
-    np.random.set_state(
-        (
-            n["name"],
-            n["keys"].numpy().astype(np.uint32),
-            n["pos"],
-            n["has_gauss"],
-            n["cached_gaussian"],
-        )
-    )
-    if len(state["generators"]) != len(generators):
-        raise ValueError(
-            f"the checkpoint saved {len(state['generators'])} data-loader generator states but "
-            f"the train loader has {len(generators)}; resume with the same kind of loader"
-        )
-    for g, s in zip(generators, state["generators"], strict=True):
-        g.set_state(s)
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 # --------------------------------------------------------------------------------------------
 # the loop
 
 
-def _train_epoch(
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
+    """SGD with Nesterov momentum (when ``momentum > 0``), decay on weights only."""
+    return torch.optim.SGD(
+        param_groups(model, config.weight_decay),
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.momentum > 0,
+    )
+
+
+def train_step(
     model: nn.Module,
-    loader: DataLoader,
     optimizer: torch.optim.Optimizer,
-    schedule: WarmupCosine,
-    config: TrainConfig,
-    device: torch.device,
-    bar: tqdm,
-    augment: torch.Generator | None = None,
-) -> tuple[float, float, float]:
-    """One pass over ``loader``; returns (mean loss, accuracy, last lr). With an ``augment``
-    generator every batch is randomly cropped and flipped first (``config.batch_augment``)."""
-    model.train()
+    x: torch.Tensor,
+    y: torch.Tensor,
+    label_smoothing: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on a batch; returns ``(loss, logits)``. The speed probe of notebook 0
+    times exactly this."""
+    logits = model(x)  # (B, num_classes)
+    loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss, logits
+
+
+@dataclass
+class _Run:
+    """What a run carries from epoch to epoch, and what its checkpoint saves to resume it.
+
+    ``generators``: every torch Generator the run draws from (the train loader's, then the
+    batch augmentation's), saved and restored together.
+    """
+
+    config: TrainConfig
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: WarmupCosine
+    generators: list[torch.Generator]
+    augment: torch.Generator | None
+    device: torch.device
+    steps_per_epoch: int
+    planned_epochs: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    epoch: int = 0
+    stopped_early: bool = False
+    wall_offset: float = 0.0
+    final: dict[str, Any] | None = None  # set when a finished run is loaded
+
+    @property
+    def finished(self) -> bool:
+        return self.epoch >= self.planned_epochs
+
+    def result(self, path: Path | None, resumed_from: int) -> TrainResult:
+        final = self.final or _final_metrics(self.history, self.model, self.config.tta)
+        return TrainResult(self.model.eval(), self.config, self.history, final, path,
+                           self.planned_epochs, self.stopped_early, resumed_from)  # fmt: skip
+
+
+def _setup(
+    config: TrainConfig, model: nn.Module, train_loader: DataLoader, device: torch.device
+) -> _Run:
+    """Model on its device, optimizer, schedule and generators of a fresh run."""
+    memory_format = torch.channels_last if config.channels_last else torch.preserve_format
+    model = model.to(device, memory_format=memory_format)
+    optimizer = make_optimizer(model, config)
+    steps_per_epoch = len(train_loader)
+    total = config.epochs * steps_per_epoch
+    warmup = min(round(config.warmup_epochs * steps_per_epoch), total)
+    schedule = WarmupCosine(optimizer, config.lr, warmup_steps=warmup, total_steps=total)
+    generators = _loader_generators(train_loader)
+    augment = None
+    if config.augment:  # its own stream, saved and restored with the loader's
+        augment = torch.Generator().manual_seed(config.seed + 2**32)
+        generators.append(augment)
+    return _Run(config, model, optimizer, schedule, generators, augment, device,
+                steps_per_epoch, planned_epochs=config.epochs)  # fmt: skip
+
+
+def _resume(run: _Run, path: Path) -> bool:
+    """Continue ``run`` from the checkpoint at ``path``; return whether that run had finished
+    (then only its weights and history are loaded)."""
+    checkpoint = load_checkpoint(path)  # on the CPU: RNG states must stay there
+    saved = upgrade_config(checkpoint["config"], checkpoint["format_version"])
+    diff = _config_diff(saved, run.config.to_dict())
+    if diff:
+        raise ValueError(
+            f"{path} holds a run with a different config ({'; '.join(diff)}); pass "
+            f"resume=False to overwrite it, or use another checkpoint path"
+        )
+    load_weights(run.model, checkpoint)
+    run.history = list(checkpoint["history"])
+    state = checkpoint.get("training_state") or {}
+    run.epoch = int(state.get("epoch", len(run.history)))
+    run.planned_epochs = int(state.get("planned_epochs", run.config.epochs))
+    run.wall_offset = run.history[-1]["wall_time"] if run.history else 0.0
+    run.stopped_early = bool(state.get("stopped_early"))
+    if state.get("finished"):
+        run.final = dict(checkpoint["final"])
+        return True
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.schedule.load_state_dict(state["scheduler"])
+    restore_rng_state(state["rng"], run.generators)
+    return False
+
+
+def _train_epoch(run: _Run, loader: DataLoader, bar: tqdm) -> tuple[float, float, float]:
+    """One pass over ``loader``; returns (mean loss, accuracy, last lr). With augmentation on,
+    every batch is randomly cropped and flipped first."""
+    run.model.train()
     total_loss, correct, count, lr = 0.0, 0, 0, float("nan")
     for x, y in loader:
-        if augment is not None:
-            x = random_crop_flip(x, augment)  # (B, 3, 32, 32)
-        x, y = _to_device(x, device, config.channels_last), y.to(device)
-        lr = schedule.step()
-        logits = model(x)  # (B, num_classes)
-        loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if run.augment is not None:
+            x = random_crop_flip(x, run.augment)  # (B, 3, 32, 32)
+        x, y = _to_device(x, run.device, run.config.channels_last), y.to(run.device)
+        lr = run.schedule.step()
+        loss, logits = train_step(run.model, run.optimizer, x, y, run.config.label_smoothing)
         total_loss += loss.item() * len(y)
         correct += (logits.argmax(1) == y).sum().item()
         count += len(y)
@@ -379,14 +470,10 @@ def _final_metrics(history: list[dict[str, Any]], model: nn.Module, tta: bool) -
 
 
 def _config_diff(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """What differs; a field that an older checkpoint lacks counts as its default value."""
-    defaults = TrainConfig().to_dict()
+    """What differs between an (upgraded) stored config and the current one."""
     keys = sorted(set(saved) | set(current))
-    return [
-        f"{k}: {saved.get(k, defaults.get(k))!r} -> {current.get(k)!r}"
-        for k in keys
-        if saved.get(k, defaults.get(k)) != current.get(k)
-    ]
+    return [f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in keys
+            if saved.get(k) != current.get(k)]  # fmt: skip
 
 
 def train(
@@ -422,119 +509,57 @@ def train(
         raise ValueError("pass both train_loader and test_loader, or neither (for CIFAR-10)")
     if train_loader is None or test_loader is None:
         train_loader, test_loader = make_cifar_loaders(config)
-    memory_format = torch.channels_last if config.channels_last else torch.preserve_format
-    model = model.to(device, memory_format=memory_format)
-    optimizer = torch.optim.SGD(
-        param_groups(model, config.weight_decay),
-        lr=config.lr,
-        momentum=config.momentum,
-        nesterov=config.momentum > 0,
-    )
-    steps_per_epoch = len(train_loader)
-    schedule = WarmupCosine(
-        optimizer,
-        config.lr,
-        warmup_steps=min(
-            round(config.warmup_epochs * steps_per_epoch), config.epochs * steps_per_epoch
-        ),
-        total_steps=config.epochs * steps_per_epoch,
-    )
-    generators = _loader_generators(train_loader)
-    augment = None
-    if config.batch_augment:  # its own stream, saved and restored with the loader's
-        augment = torch.Generator().manual_seed(config.seed + 2**32)
-        generators.append(augment)
-    history: list[dict[str, Any]] = []
-    start_epoch, planned_epochs, wall_offset = 0, config.epochs, 0.0
+    run = _setup(config, model, train_loader, device)
     path = Path(checkpoint_path) if checkpoint_path is not None else None
+    if path is not None and resume and path.exists() and _resume(run, path):
+        return run.result(path, run.epoch)
+    resumed_from = run.epoch
+    _run_epochs(run, train_loader, test_loader, path, progress, callback)
+    if not run.history:
+        raise RuntimeError("training ran no epoch")
+    return run.result(path, resumed_from)
 
-    if path is not None and resume and path.exists():
-        checkpoint = load_checkpoint(path)  # on the CPU: RNG states must stay there
-        diff = _config_diff(checkpoint["config"], config.to_dict())
-        if diff:
-            raise ValueError(
-                f"{path} holds a run with a different config ({'; '.join(diff)}); pass "
-                f"resume=False to overwrite it, or use another checkpoint path"
-            )
-        load_weights(model, checkpoint)
-        history = list(checkpoint["history"])
-        state = checkpoint.get("training_state") or {}
-        start_epoch = int(state.get("epoch", len(history)))
-        planned_epochs = int(state.get("planned_epochs", config.epochs))
-        wall_offset = history[-1]["wall_time"] if history else 0.0
-        if state.get("finished"):
-            return TrainResult(
-                model.eval(),
-                config,
-                history,
-                dict(checkpoint["final"]),
-                path,
-                planned_epochs,
-                bool(state.get("stopped_early")),
-                start_epoch,
-            )
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["scheduler"])
-        _set_rng_state(state["rng"], generators)
-    resumed_from = start_epoch
-    stopped_early = False
 
+def _run_epochs(
+    run: _Run,
+    train_loader: DataLoader,
+    test_loader: DataLoader,
+    path: Path | None,
+    progress: bool,
+    callback: Callable[[dict[str, Any]], None] | None,
+) -> None:
+    """Train, evaluate, record, re-plan (with a time budget), save and report, epoch by epoch."""
+    config = run.config
     run_start = time.perf_counter()
-    epoch_bar = tqdm(
-        total=planned_epochs,
-        initial=start_epoch,
-        desc=config.model,
-        unit="epoch",
-        disable=not progress,
-    )
+    epoch_bar = tqdm(total=run.planned_epochs, initial=run.epoch, desc=config.model,
+                     unit="epoch", disable=not progress)  # fmt: skip
     try:
-        epoch = start_epoch
-        while epoch < planned_epochs:
+        while run.epoch < run.planned_epochs:
             epoch_start = time.perf_counter()
-            with tqdm(
-                total=steps_per_epoch,
-                desc=f"epoch {epoch + 1}",
-                unit="batch",
-                leave=False,
-                disable=not progress,
-            ) as batch_bar:
-                train_loss, train_acc, lr = _train_epoch(
-                    model, train_loader, optimizer, schedule, config, device, batch_bar, augment
-                )
-            metrics = evaluate(model, test_loader, config.tta, device, config.channels_last)
-            epoch += 1
+            with tqdm(total=run.steps_per_epoch, desc=f"epoch {run.epoch + 1}", unit="batch",
+                      leave=False, disable=not progress) as batch_bar:  # fmt: skip
+                train_loss, train_acc, lr = _train_epoch(run, train_loader, batch_bar)
+            metrics = evaluate(run.model, test_loader, config.tta, run.device, config.channels_last)
+            run.epoch += 1
             record = {
-                "epoch": epoch,
+                "epoch": run.epoch,
                 "train_loss": train_loss,
                 "train_acc": train_acc,
                 "test_loss": metrics["loss"],
                 "test_acc": metrics["acc"],
                 "lr": lr,
                 "epoch_time": time.perf_counter() - epoch_start,
-                "wall_time": wall_offset + time.perf_counter() - run_start,
+                "wall_time": run.wall_offset + time.perf_counter() - run_start,
             }
-            history.append(record)
+            run.history.append(record)
             if config.time_budget is not None:
-                planned_epochs, stopped_early = _replan(
-                    config, history, epoch, planned_epochs, schedule, steps_per_epoch
-                )
-                epoch_bar.total = planned_epochs
-            finished = epoch >= planned_epochs
+                run.planned_epochs, run.stopped_early = _replan(
+                    config, run.history, run.epoch, run.planned_epochs, run.schedule,
+                    run.steps_per_epoch,
+                )  # fmt: skip
+                epoch_bar.total = run.planned_epochs
             if path is not None:
-                _save(
-                    path,
-                    model,
-                    config,
-                    history,
-                    finished,
-                    stopped_early,
-                    epoch,
-                    planned_epochs,
-                    optimizer,
-                    schedule,
-                    generators,
-                    device,
-                )
+                _save(path, run)
             epoch_bar.update(1)
             epoch_bar.set_postfix(
                 loss=f"{train_loss:.3f}", test_acc=f"{metrics['acc']:.3f}", refresh=False
@@ -543,18 +568,6 @@ def train(
                 callback(dict(record))
     finally:
         epoch_bar.close()
-    if not history:
-        raise RuntimeError("training ran no epoch")
-    return TrainResult(
-        model.eval(),
-        config,
-        history,
-        _final_metrics(history, model, config.tta),
-        path,
-        planned_epochs,
-        stopped_early,
-        resumed_from,
-    )
 
 
 def _replan(
@@ -580,38 +593,26 @@ def _replan(
     return planned_epochs, False
 
 
-def _save(
-    path: Path,
-    model: nn.Module,
-    config: TrainConfig,
-    history: list[dict[str, Any]],
-    finished: bool,
-    stopped_early: bool,
-    epoch: int,
-    planned_epochs: int,
-    optimizer: torch.optim.Optimizer,
-    schedule: WarmupCosine,
-    generators: Sequence[torch.Generator],
-    device: torch.device,
-) -> None:
+def _save(path: Path, run: _Run) -> None:
+    """The run after its latest epoch; a finished run keeps no resume state (small files)."""
+    finished = run.finished
     training_state = {
-        "epoch": epoch,
-        "planned_epochs": planned_epochs,
+        "epoch": run.epoch,
+        "planned_epochs": run.planned_epochs,
         "finished": finished,
-        "stopped_early": stopped_early,
-        # a finished run needs no resume state: keep committed checkpoints small
-        "optimizer": None if finished else optimizer.state_dict(),
-        "scheduler": None if finished else schedule.state_dict(),
-        "rng": None if finished else _rng_state(generators),
+        "stopped_early": run.stopped_early,
+        "optimizer": None if finished else run.optimizer.state_dict(),
+        "scheduler": None if finished else run.schedule.state_dict(),
+        "rng": None if finished else rng_state(run.generators),
     }
     save_checkpoint(
         path,
-        model,
-        config=config.to_dict(),
-        history=history,
-        final=_final_metrics(history, model, config.tta) if finished else None,
+        run.model,
+        config=run.config.to_dict(),
+        history=run.history,
+        final=_final_metrics(run.history, run.model, run.config.tta) if finished else None,
         training_state=training_state,
-        device=device,
+        device=run.device,
     )
 
 
@@ -623,6 +624,10 @@ def checkpoint_name(model: str, seed: int = 0, quick: bool = False) -> str:
     """File stem of a run: ``base``, ``base-seed1``; quick runs get ``-quick`` so they never
     overwrite a real checkpoint."""
     return model + (f"-seed{seed}" if seed != 0 else "") + ("-quick" if quick else "")
+
+
+def _csv(values: Sequence[int]) -> str:
+    return ",".join(str(v) for v in values)
 
 
 def _int_or_ints(text: str) -> int | list[int]:
@@ -641,7 +646,7 @@ def _parser() -> argparse.ArgumentParser:
         "--epochs",
         type=int,
         default=None,
-        help="epochs (default 10; 1 with --quick; the upper bound with --time-budget)",
+        help=f"epochs (default {RECIPE.epochs}; 1 with --quick; the upper bound with --time-budget)",
     )
     p.add_argument(
         "--time-budget",
@@ -661,26 +666,33 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--subset", type=int, default=None, help="train on N images (stratified)")
     p.add_argument("--test-subset", type=int, default=None, help="evaluate on N test images")
-    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
-    p.add_argument("--lr", type=float, default=TrainConfig.lr)
-    p.add_argument("--label-smoothing", type=float, default=TrainConfig.label_smoothing)
+    p.add_argument("--batch-size", type=int, default=RECIPE.batch_size)
+    p.add_argument("--lr", type=float, default=RECIPE.lr)
+    p.add_argument("--label-smoothing", type=float, default=RECIPE.label_smoothing)
     p.add_argument(
         "--widths",
         type=lambda s: [int(w) for w in s.split(",")],
         default=None,
-        help="comma-separated stage widths, e.g. 32,64,128",
+        help=f"comma-separated stage widths (default {_csv(RECIPE.model_kwargs['widths'])})",
     )
     p.add_argument(
         "--convs-per-stage",
         type=_int_or_ints,
         default=None,
-        help="convs in every stage (2), or one count per stage, e.g. 1,2,2",
+        help="convs in every stage (2), or one count per stage "
+        f"(default {_csv(RECIPE.model_kwargs['convs_per_stage'])})",
     )
-    p.add_argument("--tta", action="store_true", help="evaluate with horizontal-flip averaging")
     p.add_argument(
-        "--batch-augment",
-        action="store_true",
-        help="random crop + flip per batch in the loop (faster than per-image torchvision)",
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=RECIPE.tta,
+        help="evaluate with horizontal-flip averaging (the recipe: on)",
+    )
+    p.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=RECIPE.augment,
+        help="random crop + flip of every training batch (the recipe: on)",
     )
     p.add_argument(
         "--no-resume", action="store_true", help="start over even if a checkpoint exists"
@@ -692,9 +704,9 @@ def _parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, bool]:
     """Turn parsed CLI arguments into a config; returns ``(config, quick)``."""
     quick = args.quick or is_quick()
-    model_kwargs: dict[str, Any] = {}
-    if args.widths is not None:
-        model_kwargs["widths"] = args.widths
+    model_kwargs = dict(RECIPE.model_kwargs)
+    if args.widths is not None:  # another backbone: the recipe's per-stage counts may not fit
+        model_kwargs = {"widths": args.widths}
     if args.convs_per_stage is not None:
         model_kwargs["convs_per_stage"] = args.convs_per_stage
     if args.epochs is not None:
@@ -702,7 +714,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, bool]:
     elif quick:
         epochs = 1
     else:
-        epochs = 1000 if args.time_budget is not None else TrainConfig.epochs
+        epochs = 1000 if args.time_budget is not None else RECIPE.epochs
     subset = args.subset if args.subset is not None else (2000 if quick else None)
     test_subset = args.test_subset
     if test_subset is None and quick:
@@ -719,7 +731,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, bool]:
         subset=subset,
         test_subset=test_subset,
         tta=args.tta,
-        batch_augment=args.batch_augment,
+        augment=args.augment,
     )
     return config, quick
 

@@ -69,7 +69,8 @@ def format_shape_formula(
     >>> format_shape_formula(25, 2)
     'H_out = floor((25 + 2·0 − 1·(2−1) − 1) / 2 + 1) = 12'
     """
-    stride = kernel_size if stride is None else stride
+    params = PoolParams.of(kernel_size, stride, padding, dilation, ceil_mode, check=False)
+    kernel_size, stride, padding, dilation = params.axis(0)  # prints refused settings too
     rounding = "ceil" if ceil_mode else "floor"
     expr = (
         f"{rounding}(({size} + 2·{_num(padding)} − {_num(dilation)}·({_num(kernel_size)}−1) − 1)"

@@ -51,9 +51,12 @@ def test_seed_everything_makes_all_generators_repeat():
 
 
 def test_run_header_names_mode_device_and_data(monkeypatch):
+    from pooltools import data
+
     monkeypatch.setenv("POOLTOOLS_QUICK", "1")
-    header = config.run_header()
+    header = config.run_header(data.describe_source())
     assert "mode: quick" in header and "device: " in header and "CIFAR-10: " in header
+    assert "CIFAR-10" not in config.run_header()  # no source given, none named
 
 
 ABSOLUTE = ("/work/", "/root/", "/home/", "/tmp/", "/Users/", "C:\\")
@@ -70,11 +73,11 @@ def test_run_header_names_the_env_folder_by_its_variable(monkeypatch, tmp_path):
     folder = tmp_path / "cifar10-jpeg"
     folder.mkdir()
     monkeypatch.setenv(data.ENV_VAR, str(folder))
-    header = config.run_header()
+    header = config.run_header(data.describe_source())
     assert f"CIFAR-10: ImageFolder at ${data.ENV_VAR} (cifar10-jpeg)" in header
     _no_absolute_path(header, tmp_path)
     monkeypatch.setenv(data.ENV_VAR, str(tmp_path / "gone"))
-    assert "(gone, MISSING)" in config.run_header()
+    assert "(gone, MISSING)" in config.run_header(data.describe_source())
 
 
 def test_run_header_is_one_line_without_absolute_paths(monkeypatch):
@@ -82,7 +85,7 @@ def test_run_header_is_one_line_without_absolute_paths(monkeypatch):
 
     monkeypatch.delenv(data.ENV_VAR, raising=False)
     monkeypatch.delenv("POOLTOOLS_DATA_DIR", raising=False)
-    header = config.run_header()
+    header = config.run_header(data.describe_source())
     assert "\n" not in header and "{" not in header
     _no_absolute_path(header, config.project_root() or "/nonexistent-root")
     if config.project_root() is not None:

@@ -13,7 +13,7 @@ import pytest
 from pooltools.checkpoint import save_checkpoint
 from pooltools.models import build_model
 from pooltools.tools import model_card
-from pooltools.train import TrainConfig
+from pooltools.train import RECIPE, TrainConfig
 
 TINY = {"widths": [4, 8], "convs_per_stage": 1}
 # Hand counts for TINY (3x32x32 input, 10 classes):
@@ -190,7 +190,7 @@ def test_a_misnamed_file_is_refused(tmp_path):
 def test_runs_of_different_recipes_are_refused(tmp_path):
     _run(tmp_path, "base", "base", 0, *BASE0)
     _run(tmp_path, "base-seed1", "base", 1, *BASE1, lr=0.2)
-    with pytest.raises(ValueError, match=r"different recipes \(lr: 0.1 vs 0.2\)"):
+    with pytest.raises(ValueError, match=rf"different recipes \(lr: {RECIPE.lr} vs 0.2\)"):
         model_card.write_card(tmp_path)
     assert not (tmp_path / "summary.json").exists()
 

@@ -23,6 +23,7 @@ from PIL import Image
 from pooltools import data, setup_check
 from pooltools.config import get_device
 from pooltools.setup_check import Check, ProbeResult
+from pooltools.train import RECIPE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -244,17 +245,25 @@ def test_speed_probe_measures_positive_speed_and_keeps_the_rng():
     probe = setup_check.speed_probe(seconds=0.5)
     assert torch.equal(torch.random.get_rng_state(), before)
     assert probe.steps >= 1 and probe.images_per_s > 0 and probe.seconds >= 0.5
-    assert probe.images_per_s == pytest.approx(probe.steps * 128 / probe.seconds)
-    assert (probe.batch_size, probe.device, probe.model) == (128, get_device().type, "base")
+    batch = RECIPE.batch_size  # the probe times the recipe's own step
+    assert probe.images_per_s == pytest.approx(probe.steps * batch / probe.seconds)
+    assert (probe.batch_size, probe.device, probe.model) == (batch, get_device().type, "base")
     assert probe.threads == torch.get_num_threads()
 
 
-def test_speed_probe_times_at_least_one_step_and_checks_its_arguments():
-    assert setup_check.speed_probe(seconds=0, batch_size=8).steps == 1
+def test_speed_probe_runs_the_training_loops_step(monkeypatch):
+    """The probe must time pooltools.train's step with the recipe's loss, not a copy of it."""
+    seen = []
+    real = setup_check.train_step
+    monkeypatch.setattr(setup_check, "train_step",
+                        lambda *a: seen.append(a[4]) or real(*a))  # fmt: skip
+    assert setup_check.speed_probe(seconds=0).steps == 1
+    assert seen == [RECIPE.label_smoothing] * 2  # the warm-up step and the timed one
+
+
+def test_speed_probe_checks_its_arguments():
     with pytest.raises(ValueError, match="seconds must be a non-negative number"):
         setup_check.speed_probe(seconds=-1)
-    with pytest.raises(ValueError, match="batch_size must be a positive int"):
-        setup_check.speed_probe(batch_size=0)
 
 
 REFERENCE = {

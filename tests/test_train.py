@@ -41,8 +41,11 @@ TIME_KEYS = ("epoch_time", "wall_time")
 
 
 def tiny_config(**overrides) -> TrainConfig:
+    """A tiny plain run (no augmentation, no label smoothing, no flip averaging): the loop's
+    behaviour, not the recipe's."""
     settings = {"model": "base", "model_kwargs": dict(TINY), "epochs": 3, "batch_size": 16,
-                "lr": 0.05, "seed": 0}  # fmt: skip
+                "lr": 0.05, "seed": 0, "augment": False, "label_smoothing": 0.0,
+                "tta": False}  # fmt: skip
     settings.update(overrides)
     return TrainConfig(**settings)
 
@@ -59,15 +62,15 @@ def tensor_loaders(n: int = 48, batch_size: int = 16) -> tuple[DataLoader, DataL
     return train_loader, DataLoader(TensorDataset(x[:32], y[:32]), batch_size=32)
 
 
-def augmented_loaders() -> tuple[DataLoader, DataLoader]:
-    """pooltools.data's loaders (seeded shuffle + random crop/flip) on tiny uint8 arrays."""
+def data_loaders() -> tuple[DataLoader, DataLoader]:
+    """pooltools.data's loaders (seeded shuffle) on tiny uint8 arrays, as train() makes them."""
     data = pytest.importorskip("pooltools.data")
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
     labels = np.arange(40) % 10
     stats = data.channel_stats(images)
     return (
-        data.make_loader(images, labels, 16, train=True, augment=True, stats=stats, seed=0),
+        data.make_loader(images, labels, 16, train=True, stats=stats, seed=0),
         data.make_loader(images[:20], labels[:20], 20, stats=stats),
     )
 
@@ -207,9 +210,9 @@ def test_time_budget_plans_the_run_after_the_first_epoch():
 # ------------------------------------------------------------------------- checkpoints
 
 
-@pytest.mark.parametrize("loaders", [tensor_loaders, augmented_loaders])
-def test_resume_after_an_interruption_equals_a_straight_run(tmp_path, loaders):
-    config = tiny_config(epochs=4)
+@pytest.mark.parametrize("loaders, augment", [(tensor_loaders, False), (data_loaders, True)])
+def test_resume_after_an_interruption_equals_a_straight_run(tmp_path, loaders, augment):
+    config = tiny_config(epochs=4, augment=augment)
     straight = train(config, *loaders(), progress=False)
     path = tmp_path / "run.pt"
     with pytest.raises(Interrupt):
@@ -224,8 +227,8 @@ def test_resume_after_an_interruption_equals_a_straight_run(tmp_path, loaders):
     assert same_weights(resumed.model, straight.model)
 
 
-def test_batch_augment_is_seeded_resumable_and_changes_the_run(tmp_path):
-    config = tiny_config(epochs=3, batch_augment=True)
+def test_augment_is_seeded_resumable_and_changes_the_run(tmp_path):
+    config = tiny_config(epochs=3, augment=True)
     straight = train(config, *tensor_loaders(), progress=False)
     again = train(config, *tensor_loaders(), progress=False)
     assert without_times(again.history) == without_times(straight.history)
@@ -240,17 +243,52 @@ def test_batch_augment_is_seeded_resumable_and_changes_the_run(tmp_path):
     assert same_weights(resumed.model, straight.model)
 
 
-def test_a_checkpoint_without_a_newer_field_resumes_as_its_default(tmp_path):
+def test_a_format_1_checkpoint_resumes_as_if_never_stopped(tmp_path):
+    """Runs interrupted before the recipe refactor (format 1: ``batch_augment`` beside
+    ``augment``, the old defaults for missing fields) continue bit for bit."""
+    config = tiny_config(epochs=3, augment=True)
+    straight = train(config, *tensor_loaders(), progress=False)
     path = tmp_path / "run.pt"
     with pytest.raises(Interrupt):
-        train(tiny_config(), *tensor_loaders(), checkpoint_path=path, progress=False,
+        train(config, *tensor_loaders(), checkpoint_path=path, progress=False,
               callback=interrupt_after(1))  # fmt: skip
-    checkpoint = load_checkpoint(path)
-    del checkpoint["config"]["batch_augment"]  # as written before the field existed
-    assert train_module._config_diff(checkpoint["config"], tiny_config().to_dict()) == []
-    assert train_module._config_diff(
-        checkpoint["config"], tiny_config(batch_augment=True).to_dict()
-    ) == ["batch_augment: False -> True"]
+    checkpoint = torch.load(path, weights_only=True)
+    old = {**checkpoint["config"], "batch_augment": True}
+    del old["channels_last"]  # a field that format 1 left out meant its old default (True)
+    torch.save({**checkpoint, "format_version": 1, "config": old}, path)
+    resumed = train(config, *tensor_loaders(), checkpoint_path=path, progress=False)
+    assert without_times(resumed.history) == without_times(straight.history)
+    assert same_weights(resumed.model, straight.model)
+
+
+@pytest.mark.parametrize(
+    "saved, expected",
+    [
+        ({"augment": True, "batch_augment": True}, {"augment": True, "tta": False, "lr": 0.1}),
+        ({"augment": False, "batch_augment": False}, {"augment": False}),
+        ({"augment": False}, {"augment": False, "epochs": 10, "label_smoothing": 0.0}),
+    ],
+)
+def test_upgrade_config_reads_format_1_with_its_own_defaults(saved, expected):
+    upgraded = train_module.upgrade_config({"model": "base", **saved}, format_version=1)
+    assert "batch_augment" not in upgraded
+    assert {k: upgraded[k] for k in expected} == expected
+    assert train_module.upgrade_config(dict(upgraded), format_version=2) == upgraded
+
+
+def test_upgrade_config_refuses_per_image_augmentation_runs():
+    with pytest.raises(ValueError, match="per-image augmentation in the data loader"):
+        train_module.upgrade_config({"augment": True, "batch_augment": False}, format_version=1)
+    with pytest.raises(ValueError, match="per-image augmentation"):
+        train_module.upgrade_config({"model": "base"}, format_version=1)  # augment defaulted on
+
+
+def test_recipe_is_the_configs_defaults_and_the_clis(monkeypatch):
+    monkeypatch.delenv("POOLTOOLS_QUICK", raising=False)
+    assert train_module.recipe("strided", 2) == TrainConfig(model="strided", seed=2)
+    parse = train_module._parser().parse_args
+    config, quick = train_module.config_from_args(parse(["--model", "strided", "--seed", "2"]))
+    assert not quick and config == train_module.recipe("strided", 2)
 
 
 def test_finished_run_is_loaded_not_retrained(tmp_path, monkeypatch):
@@ -392,7 +430,7 @@ def test_refuses_an_unknown_format_version(finished_run):
     path, _ = finished_run
     checkpoint = torch.load(path, weights_only=True)
     torch.save({**checkpoint, "format_version": FORMAT_VERSION + 1}, path)
-    with pytest.raises(CheckpointError, match="checkpoint format 2"):
+    with pytest.raises(CheckpointError, match=f"checkpoint format {FORMAT_VERSION + 1}"):
         load_checkpoint(path)
 
 
@@ -408,7 +446,7 @@ def test_cli_arguments_become_a_config(monkeypatch):
     monkeypatch.delenv("POOLTOOLS_QUICK", raising=False)
     parse = train_module._parser().parse_args
     config, quick = train_module.config_from_args(parse(["--model", "strided"]))
-    assert not quick and (config.model, config.epochs, config.subset) == ("strided", 10, None)
+    assert not quick and (config.model, config.epochs, config.subset) == ("strided", 11, None)
     config, quick = train_module.config_from_args(parse(["--model", "base", "--quick"]))
     assert quick and (config.epochs, config.subset, config.test_subset) == (1, 2000, 1000)
     config, _ = train_module.config_from_args(
@@ -426,7 +464,7 @@ def test_cli_arguments_become_a_config(monkeypatch):
         config, _ = train_module.config_from_args(
             parse(["--model", "base", "--convs-per-stage", text])
         )
-        assert config.model_kwargs == {"convs_per_stage": parsed}
+        assert config.model_kwargs == {"widths": [32, 64, 128], "convs_per_stage": parsed}
     assert train_module.checkpoint_name("base", 2, quick=True) == "base-seed2-quick"
     with pytest.raises(SystemExit):
         parse(["--model", "resnet"])

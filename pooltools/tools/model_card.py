@@ -26,7 +26,7 @@ from pooltools.models import VARIANTS, build_model
 from pooltools.models import summary as model_summary
 from pooltools.shapes import receptive_field
 from pooltools.stats import accuracy_ci, seed_summary
-from pooltools.train import checkpoint_name
+from pooltools.train import RECIPE, checkpoint_name, upgrade_config
 
 __all__ = ["Run", "read_runs", "build_summary", "render_card", "write_card", "main"]
 
@@ -92,7 +92,7 @@ def _run_from_json(path: Path) -> Run | None:
         test_acc=float(final["test_acc"]) if finished else None,
         train_time=sum(epoch_times),
         epoch_times=epoch_times,
-        config=dict(config),
+        config=upgrade_config(config, int(record.get("format_version", 1))),
         architecture=dict(record["architecture"]),
         environment=dict(record.get("environment") or {}),
         pt_bytes=pt.stat().st_size if pt.is_file() else None,
@@ -112,8 +112,21 @@ def read_runs(folder: str | Path) -> list[Run]:
     return sorted(runs, key=lambda r: (VARIANTS.index(r.variant), r.seed))
 
 
+def _recipe_of(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in PER_RUN_FIELDS}
+
+
 def _recipe(run: Run) -> dict[str, Any]:
-    return {k: v for k, v in run.config.items() if k not in PER_RUN_FIELDS}
+    return _recipe_of(run.config)
+
+
+def _recipe_text() -> str:
+    """The recipe as the CLI flags that spell it out, e.g. ``--epochs 11 --lr 0.3 ...``."""
+    kw = RECIPE.model_kwargs
+    return (f"`--widths {','.join(map(str, kw['widths']))} --convs-per-stage "
+            f"{','.join(map(str, kw['convs_per_stage']))} --epochs {RECIPE.epochs} --batch-size "
+            f"{RECIPE.batch_size} --lr {RECIPE.lr} --label-smoothing {RECIPE.label_smoothing} "
+            f"{'--tta' if RECIPE.tta else '--no-tta'} {'--augment' if RECIPE.augment else '--no-augment'}`")  # fmt: skip
 
 
 def _check_one_recipe(runs: Sequence[Run]) -> None:
@@ -347,11 +360,11 @@ but not strictly comparable with, published CIFAR-10 numbers.
 
 ## Recipe (the same for every variant and seed: `make train SEEDS="0 1 2"`)
 ```
-python -m pooltools.train --model NAME --seed S --widths {widths} --convs-per-stage {convs_text} \\
-    --epochs {recipe.get("epochs")} --batch-size {recipe.get("batch_size")} --lr {recipe.get("lr")} \
---label-smoothing {recipe.get("label_smoothing")} --tta --batch-augment
+python -m pooltools.train --model NAME --seed S
 ```
-Every run in this folder has this config apart from its model and seed (the generator checks it).
+trains with `pooltools.train.RECIPE` ({_recipe_text()}); every run in this folder has \
+{"this config" if recipe == _recipe_of(RECIPE.to_dict()) else "**another** config than today's RECIPE"} \
+apart from its model and seed (the generator checks it).
 - Backbone: three stages of 3×3 conv + BatchNorm + ReLU with {widths.replace(",", ", ")} \
 channels and {convs_text.replace(",", ", ")} convs; the variants differ only in how stages 1 and 2 \
 downsample (`unpooled` and `dilated` do not; `dilated` dilates the convs of stages 2 and 3 \
