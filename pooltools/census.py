@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from pooltools.models import evaluating
 from pooltools.shapes import PoolParams, pair
 
 __all__ = [
@@ -203,16 +204,13 @@ def trace_downsampling(
     for module in names:
         handles.append(module.register_forward_pre_hook(push))
         handles.append(module.register_forward_hook(pop))
-    was_training = model.training
     tracer = _Tracer(stack)
     try:
-        model.eval()
-        with torch.no_grad(), tracer:
+        with evaluating(model), torch.no_grad(), tracer:
             model(torch.zeros(1, *input_size, device=device))
     finally:
         for handle in handles:
             handle.remove()
-        model.train(was_training)
     return tracer.steps
 
 

@@ -41,7 +41,8 @@ falls on the zero padding), and its taps still cover every pixel of the field (n
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -50,6 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "evaluating",
     "VARIANTS",
     "DOWNSAMPLING",
     "DILATIONS",
@@ -60,6 +62,19 @@ __all__ = [
     "ModelSummary",
     "summary",
 ]
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode inside the block (BatchNorm uses its running statistics, dropout is off);
+    every module's own train/eval flag is restored afterwards, even if the block raises."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in flags:
+            module.training = training
 
 DOWNSAMPLING: dict[str, str] = {
     "base": "max pooling 2x2",
@@ -362,17 +377,14 @@ def summary(model: nn.Module, input_size: Sequence[int] = (3, 32, 32)) -> ModelS
 
     names = {m: n for n, m in model.named_modules() if not list(m.children())}
     handles = [m.register_forward_hook(hook) for m in names]
-    was_training = model.training
     try:
-        model.eval()
         param = next(model.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
-        with torch.no_grad():
+        with evaluating(model), torch.no_grad():
             model(torch.zeros(1, *input_size, device=device))
     finally:
         for handle in handles:
             handle.remove()
-        model.train(was_training)
     return ModelSummary(
         params=sum(p.numel() for p in model.parameters()),
         macs=sum(r.macs for r in records),

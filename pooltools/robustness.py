@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pooltools.models import evaluating
+
 __all__ = [
     "ShiftChange",
     "shift_change",
@@ -91,10 +93,8 @@ def shifted_predictions(
     """
     gen = torch.Generator().manual_seed(seed)
     offsets = torch.randint(-max_shift, max_shift + 1, (4, len(images)), generator=gen)
-    was_training = model.training
-    model.eval()
     first, second = [], []
-    try:
+    with evaluating(model):
         for start in range(0, len(images), batch_size):
             sl = slice(start, start + batch_size)
             batch = images[sl]
@@ -104,8 +104,6 @@ def shifted_predictions(
             second.append(
                 model(shift_images(batch, offsets[2, sl], offsets[3, sl], max_shift)).argmax(1)
             )
-    finally:
-        model.train(was_training)
     return torch.cat(first), torch.cat(second)
 
 

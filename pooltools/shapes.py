@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import operator
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -38,6 +38,7 @@ __all__ = [
     "Arithmetic",
     "arithmetic",
     "ReceptiveField",
+    "leaf_modules",
     "receptive_field",
 ]
 
@@ -408,10 +409,19 @@ def _layer_params(module: nn.Module) -> tuple[int, int, int, int] | None:
     )
 
 
-def _leaves(model: nn.Module) -> Iterable[tuple[str, nn.Module]]:
+def leaf_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The layers of ``model`` in registration order (execution order for an ``nn.Sequential``):
+    modules without children, where a module with ``receptive_field_params`` (e.g. blur
+    pooling) counts as one layer. A bare layer is its own only leaf, named ``""``."""
+    if not list(model.children()) or hasattr(model, "receptive_field_params"):
+        return [("", model)]
+    leaves: list[tuple[str, nn.Module]] = []
     for name, module in model.named_modules():
+        if not name or any(name.startswith(n + ".") for n, _ in leaves[-1:]):
+            continue  # the model itself, or inside a layer that counts as one
         if not list(module.children()) or hasattr(module, "receptive_field_params"):
-            yield name, module
+            leaves.append((name, module))
+    return leaves
 
 
 def receptive_field(
@@ -427,12 +437,7 @@ def receptive_field(
     """
     if isinstance(model_or_layers, nn.Module):
         layers: list[tuple[str, tuple[int, int, int, int]]] = []
-        seen: set[str] = set()
-        for name, module in _leaves(model_or_layers):
-            if any(name.startswith(s + ".") for s in seen):
-                continue
-            if hasattr(module, "receptive_field_params"):
-                seen.add(name)
+        for name, module in leaf_modules(model_or_layers):
             try:
                 params = _layer_params(module)
             except StopIteration:

@@ -47,7 +47,7 @@ from pooltools.checkpoint import (
 )
 from pooltools.config import data_dir, get_device, is_quick, seed_everything
 from pooltools.data import random_crop_flip
-from pooltools.models import VARIANTS, build_model
+from pooltools.models import VARIANTS, build_model, evaluating
 
 __all__ = [
     "RECIPE",
@@ -265,10 +265,8 @@ def evaluate(
     then the negative log of that averaged probability.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     total_loss, correct, count = 0.0, 0, 0
-    try:
+    with evaluating(model):
         for x, y in loader:
             x, y = _to_device(x, device, channels_last), y.to(device)
             if tta:
@@ -279,8 +277,6 @@ def evaluate(
             total_loss += F.nll_loss(log_probs, y, reduction="sum").item()
             correct += (log_probs.argmax(1) == y).sum().item()
             count += len(y)
-    finally:
-        model.train(was_training)
     if count == 0:
         raise ValueError("the evaluation loader yielded no samples")
     return {"loss": total_loss / count, "acc": correct / count}

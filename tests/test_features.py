@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from pooltools import features as fe
+from pooltools.features import probes
 from pooltools.models import VARIANTS, build_model
 from pooltools.shapes import receptive_field
 
@@ -60,7 +61,9 @@ class Boom(nn.Module):
 # ------------------------------------------------------------------------------ capture
 def test_capture_equals_running_the_layers_by_hand():
     model, x = tiny("base"), images()
-    acts = fe.capture(model, x, ["stage1.conv1", "stage1.relu1", "stage1.pool", "stage2"])
+    acts = fe.capture(
+        model, images=x, layers=["stage1.conv1", "stage1.relu1", "stage1.pool", "stage2"]
+    )
     with torch.no_grad():
         s1 = model.stage1
         conv = s1.conv1(x)
@@ -75,9 +78,11 @@ def test_capture_equals_running_the_layers_by_hand():
 
 def test_capture_in_batches_and_with_reduce_gives_the_same_values():
     model, x = tiny("allconv"), images(7)
-    whole = fe.capture(model, x, "stage2.relu1")["stage2.relu1"]
-    batched = fe.capture(model, x, "stage2.relu1", batch_size=3)["stage2.relu1"]
-    pooled = fe.capture(model, x, "stage2.relu1", batch_size=2, reduce=lambda a: a.mean((2, 3)))
+    whole = fe.capture(model, images=x, layers="stage2.relu1")["stage2.relu1"]
+    batched = fe.capture(model, images=x, layers="stage2.relu1", batch_size=3)["stage2.relu1"]
+    pooled = fe.capture(
+        model, images=x, layers="stage2.relu1", batch_size=2, reduce=lambda a: a.mean((2, 3))
+    )
     torch.testing.assert_close(batched, whole)
     torch.testing.assert_close(pooled["stage2.relu1"], whole.mean((2, 3)))
 
@@ -86,7 +91,7 @@ def test_capture_uses_eval_mode_and_restores_train_mode_and_bn_statistics():
     model, x = tiny("base").train(), images()
     model.stage1.bn1.eval()  # a mixed state must come back as it was
     running = model.stage1.bn1.running_mean.clone()
-    acts = fe.capture(model, x, "stage1.bn1")["stage1.bn1"]
+    acts = fe.capture(model, images=x, layers="stage1.bn1")["stage1.bn1"]
     torch.testing.assert_close(acts, model.stage1.bn1(model.stage1.conv1(x)).detach())
     assert model.training and model.stage2.bn1.training and not model.stage1.bn1.training
     assert torch.equal(model.stage2.bn1.running_mean, tiny("base").stage2.bn1.running_mean)
@@ -112,11 +117,13 @@ def test_hooks_are_removed_even_when_the_forward_pass_raises():
     x = images(1, 8)
     assert hook_count(model) == 0
     with pytest.raises(RuntimeError, match="boom"):
-        fe.capture(model, x, ["0", "2"])  # "2" is never reached: the forward raises first
+        fe.capture(
+            model, images=x, layers=["0", "2"]
+        )  # "2" is never reached: the forward raises first
     with pytest.raises(RuntimeError, match="boom"), fe.capturing(model, ["0", "1"]):
         model(x)
     with pytest.raises(RuntimeError, match="boom"):
-        fe.guided_backprop(model, x, 0)  # installs backward hooks on the ReLU
+        fe.guided_backprop(model, images=x, target=0)  # installs backward hooks on the ReLU
     with pytest.raises(RuntimeError, match="boom"):
         fe.visualize_channel(model, "2", 0, steps=2)
     assert hook_count(model) == 0
@@ -129,11 +136,11 @@ def test_unknown_layer_names_are_refused_with_the_available_ones():
     with pytest.raises(
         ValueError, match=r"\['stage9'\].*available layers are: stage1, stage1.conv1"
     ):
-        fe.capture(model, images(), ["stage1.relu1", "stage9"])
+        fe.capture(model, images=images(), layers=["stage1.relu1", "stage9"])
     with pytest.raises(ValueError, match="available layers"):
-        fe.top_activating(model, "nope", 0, images())
+        fe.top_activating(model, layer="nope", channel=0, images=images())
     with pytest.raises(ValueError, match="layers is empty"):
-        fe.capture(model, images(), [])
+        fe.capture(model, images=images(), layers=[])
 
 
 # ------------------------------------------------------------------------------ layers, fields
@@ -216,12 +223,14 @@ def test_erf_support_of_a_positive_conv_net_is_exactly_the_receptive_field(layer
     out = model(x)
     top, left, bottom, right = _rf_box(field, out.shape[2] // 2, out.shape[3] // 2)
     assume(top >= 0 and left >= 0 and bottom <= size and right <= size)
-    erf = fe.effective_receptive_field(model, str(len(modules) - 1), x)
+    erf = fe.effective_receptive_field(model, layer=str(len(modules) - 1), images=x)
     assert erf.shape == (size, size) and erf.max() == 1.0 and erf.min() >= 0
     assert _support_box(erf > 0) == (top, left, bottom, right)
     if all(d == 1 and s <= k for k, s, _p, d in layers):  # no gaps between the taps
         assert (erf > 0).sum() == field.size**2
-    one_channel = fe.effective_receptive_field(model, str(len(modules) - 1), x, channel=2)
+    one_channel = fe.effective_receptive_field(
+        model, layer=str(len(modules) - 1), images=x, channel=2
+    )
     np.testing.assert_array_equal(one_channel > 0, erf > 0)
 
 
@@ -229,9 +238,11 @@ def test_erf_support_of_a_positive_conv_net_is_exactly_the_receptive_field(layer
 def test_erf_stays_inside_the_theoretical_field_in_every_variant(name):
     model, x = tiny(name), images(3, 32)
     layer = fe.feature_layers(model)[-1]
-    out = fe.capture(model, x[:1], layer)[layer]
+    out = fe.capture(model, images=x[:1], layers=layer)[layer]
     box = _rf_box(fe.receptive_fields(model)[layer], out.shape[2] // 2, out.shape[3] // 2)
-    erf = fe.effective_receptive_field(model, layer, x)  # all channels: some unit is alive
+    erf = fe.effective_receptive_field(
+        model, layer=layer, images=x
+    )  # all channels: some unit is alive
     inside = np.zeros_like(erf, dtype=bool)
     inside[max(box[0], 0) : box[2], max(box[1], 0) : box[3]] = True
     assert erf.max() == 1.0
@@ -242,7 +253,7 @@ def test_erf_of_a_single_max_pool_follows_the_switch():
     """One image through a 2x2 max pool: the gradient reaches only the window's maximum."""
     x = torch.zeros(1, 1, 4, 4)
     x[0, 0, 2, 3] = 5.0  # the winner of window (1, 1), the centre unit of the 2x2 output
-    erf = fe.effective_receptive_field(nn.Sequential(nn.MaxPool2d(2)), "0", x)
+    erf = fe.effective_receptive_field(nn.Sequential(nn.MaxPool2d(2)), layer="0", images=x)
     expected = np.zeros((4, 4), dtype=np.float32)
     expected[2, 3] = 1.0
     np.testing.assert_array_equal(erf, expected)
@@ -271,7 +282,7 @@ def pixel_detector() -> nn.Sequential:
 
 def test_top_activating_finds_the_brightest_pixels_with_fields_centred_on_them():
     x, spots, brightness = bright_pixel_images()
-    top = fe.top_activating(pixel_detector(), "0", 0, x, k=4, batch_size=4)
+    top = fe.top_activating(pixel_detector(), layer="0", channel=0, images=x, k=4, batch_size=4)
     order = np.argsort(brightness)[::-1][:4]
     assert top.indices.tolist() == order.tolist()
     torch.testing.assert_close(top.values, torch.tensor(brightness)[order.copy()])
@@ -287,7 +298,9 @@ def test_top_activating_finds_the_brightest_pixels_with_fields_centred_on_them()
 
 def test_top_activating_patches_are_crops_of_the_zero_padded_images():
     x, spots, _ = bright_pixel_images()
-    top = fe.top_activating(pixel_detector(), "1", 0, x, k=6)  # after the pool: field 4, jump 2
+    top = fe.top_activating(
+        pixel_detector(), layer="1", channel=0, images=x, k=6
+    )  # after the pool: field 4, jump 2
     field = fe.receptive_fields(pixel_detector())["1"]
     assert (field.size, field.jump) == (4, 2)
     padded = F.pad(x, (4, 4, 4, 4))
@@ -303,11 +316,11 @@ def test_top_activating_patches_are_crops_of_the_zero_padded_images():
 def test_top_activating_refuses_bad_arguments():
     model, x = tiny("base"), images()
     with pytest.raises(ValueError, match=r"k must be in \[1, 4\]"):
-        fe.top_activating(model, "stage1.relu1", 0, x, k=5)
+        fe.top_activating(model, layer="stage1.relu1", channel=0, images=x, k=5)
     with pytest.raises(ValueError, match=r"channel must be in \[0, 4\)"):
-        fe.top_activating(model, "stage1.relu1", 4, x, k=2)
+        fe.top_activating(model, layer="stage1.relu1", channel=4, images=x, k=2)
     with pytest.raises(ValueError, match="global layer"):
-        fe.top_activating(model, "head.fc", 0, x, k=2)
+        fe.top_activating(model, layer="head.fc", channel=0, images=x, k=2)
 
 
 # ------------------------------------------------------------------------------ visualization
@@ -316,14 +329,16 @@ def test_visualize_channel_drives_the_channel_far_above_random_images():
     layer, channel, stats = "stage3.relu1", 3, {"mean": (0.5,) * 3, "std": (0.25,) * 3}
     result = fe.visualize_channel(model, layer, channel, steps=40, lr=0.1, **stats)
     pixels = torch.rand(64, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    baseline = fe.capture(model, (pixels - 0.5) / 0.25, layer)[layer][:, channel].mean((1, 2))
+    baseline = fe.capture(model, images=(pixels - 0.5) / 0.25, layers=layer)[layer][
+        :, channel
+    ].mean((1, 2))
     assert result.activation > baseline.mean() + 10 * baseline.std()
     assert result.activation > 5 * baseline.mean()
     assert result.image.shape == (32, 32, 3) and result.image.dtype == np.float32
     assert result.image.min() >= 0 and result.image.max() <= 1
     assert result.history.shape == (40,) and result.history[-1] > result.history[0]
     image = torch.from_numpy(result.image).permute(2, 0, 1)[None]  # (1, 3, 32, 32)
-    again = fe.capture(model, (image - 0.5) / 0.25, layer)
+    again = fe.capture(model, images=(image - 0.5) / 0.25, layers=layer)
     assert again[layer][0, channel].mean().item() == pytest.approx(result.activation, rel=1e-5)
 
 
@@ -402,14 +417,14 @@ def input_grad(model: nn.Module, x: torch.Tensor, layer: str, top: torch.Tensor)
 @pytest.mark.parametrize("target", [7, ("stage2.relu1", 5)])
 def test_guided_backprop_matches_a_guided_relu_autograd_function(target):
     model, x = tiny("base"), images(3)
-    guided = fe.guided_backprop(model, x, target)
+    guided = fe.guided_backprop(model, images=x, target=target)
     reference_model = with_relu(model, _GuidedReLU)
     if isinstance(target, int):
         layer, top = "head.fc", torch.zeros(3, 10)
         top[:, target] = 1
     else:
         layer = target[0]
-        act = fe.capture(model, x, layer)[layer]
+        act = fe.capture(model, images=x, layers=layer)[layer]
         top = torch.zeros_like(act)
         where = act[:, target[1]].flatten(1).argmax(1)
         top[:, target[1]].view(3, -1)[torch.arange(3), where] = 1
@@ -428,22 +443,24 @@ def test_guided_backprop_is_the_plain_gradient_without_relus():
     x = images(2, 10)
     top = torch.zeros(2, 3)
     top[:, 1] = 1
-    torch.testing.assert_close(fe.guided_backprop(model, x, 1), input_grad(model, x, "6", top))
-    act = fe.capture(model, x, "3")["3"]
+    torch.testing.assert_close(
+        fe.guided_backprop(model, images=x, target=1), input_grad(model, x, "6", top)
+    )
+    act = fe.capture(model, images=x, layers="3")["3"]
     top = torch.zeros_like(act)
     where = act[:, 2].flatten(1).argmax(1)
     top[:, 2].view(2, -1)[torch.arange(2), where] = 1
     torch.testing.assert_close(
-        fe.guided_backprop(model, x, ("3", 2)), input_grad(model, x, "3", top)
+        fe.guided_backprop(model, images=x, target=("3", 2)), input_grad(model, x, "3", top)
     )
 
 
 def test_guided_backprop_refuses_bad_targets():
     model = tiny("base")
     with pytest.raises(ValueError, match=r"target class must be in \[0, 10\)"):
-        fe.guided_backprop(model, images(), 10)
+        fe.guided_backprop(model, images=images(), target=10)
     with pytest.raises(ValueError, match=r"channel must be in \[0, 8\)"):
-        fe.guided_backprop(model, images(), ("stage2.relu1", 8))
+        fe.guided_backprop(model, images=images(), target=("stage2.relu1", 8))
 
 
 # ------------------------------------------------------------------------------ deconvnet
@@ -465,9 +482,9 @@ def test_deconvnet_equals_backprop_with_the_deconvnet_relu_rule(name):
     model, x = tiny(name), images(3)
     reference_model = with_relu(model, _DeconvReLU)
     for layer, channel in [(fe.feature_layers(model)[-1], 3), ("stage2", 1), ("head.fc", 4)]:
-        act = fe.capture(model, x, layer)[layer]
+        act = fe.capture(model, images=x, layers=layer)[layer]
         expected = input_grad(reference_model, x, layer, top_unit(act, channel))
-        result = fe.deconvnet(model, x, layer, channel)
+        result = fe.deconvnet(model, images=x, layer=layer, channel=channel)
         assert result.shape == x.shape
         torch.testing.assert_close(result, expected, rtol=1e-4, atol=1e-5)
 
@@ -476,9 +493,9 @@ def test_deconvnet_equals_backprop_with_the_deconvnet_relu_rule(name):
 def test_deconvnet_reconstruction_stays_inside_the_units_receptive_field(name):
     model, x = tiny(name), images(2, 32)
     layer = fe.feature_layers(model)[2]
-    act = fe.capture(model, x, layer)[layer]
+    act = fe.capture(model, images=x, layers=layer)[layer]
     field = fe.receptive_fields(model)[layer]
-    result = fe.deconvnet(model, x, layer, 0)
+    result = fe.deconvnet(model, images=x, layer=layer, channel=0)
     assert result.abs().sum() > 0
     for i in range(2):
         where = act[i, 0].flatten().argmax().item()
@@ -497,7 +514,7 @@ def test_deconvnet_reaches_exactly_the_max_pool_switches():
     nn.init.uniform_(conv.weight, 0.1, 1.0)
     model = nn.Sequential(nn.ReLU(), nn.MaxPool2d(2), conv)
     x = torch.rand(1, 1, 12, 12, generator=torch.Generator().manual_seed(0)) + 0.05
-    result = fe.deconvnet(model, x, "2", 0)[0, 0]
+    result = fe.deconvnet(model, images=x, layer="2", channel=0)[0, 0]
     out = model(x).detach()[0, 0]  # (6, 6)
     value, where = out.flatten().max(0)
     i, j = divmod(where.item(), 6)
@@ -512,19 +529,19 @@ def test_deconvnet_reaches_exactly_the_max_pool_switches():
 
 def test_deconvnet_bn_skip_differs_from_fold_unless_the_bn_scale_is_one():
     model, x = tiny("base"), images(2)
-    fold = fe.deconvnet(model, x, "stage2.relu1", 2)
-    skip = fe.deconvnet(model, x, "stage2.relu1", 2, bn="skip")
+    fold = fe.deconvnet(model, images=x, layer="stage2.relu1", channel=2)
+    skip = fe.deconvnet(model, images=x, layer="stage2.relu1", channel=2, bn="skip")
     assert not torch.allclose(fold, skip)
     for module in model.modules():
         if isinstance(module, nn.BatchNorm2d):
             module.weight.data.fill_(1.0)
             module.running_var.fill_(1.0 - module.eps)
     torch.testing.assert_close(
-        fe.deconvnet(model, x, "stage2.relu1", 2),
-        fe.deconvnet(model, x, "stage2.relu1", 2, bn="skip"),
+        fe.deconvnet(model, images=x, layer="stage2.relu1", channel=2),
+        fe.deconvnet(model, images=x, layer="stage2.relu1", channel=2, bn="skip"),
     )
     with pytest.raises(ValueError, match="bn must be 'fold' or 'skip'"):
-        fe.deconvnet(model, x, "stage2.relu1", 2, bn="drop")
+        fe.deconvnet(model, images=x, layer="stage2.relu1", channel=2, bn="drop")
 
 
 class _Reversed(nn.Module):
@@ -541,7 +558,7 @@ class _Reversed(nn.Module):
 
 def test_deconvnet_refuses_a_model_that_is_not_a_chain():
     with pytest.raises(ValueError, match="registration order"):
-        fe.deconvnet(_Reversed(), images(1, 8), "a", 0)
+        fe.deconvnet(_Reversed(), images=images(1, 8), layer="a", channel=0)
 
 
 # ------------------------------------------------------------------------------ linear probe
@@ -559,10 +576,12 @@ def test_linear_probe_separates_linearly_separable_features():
     model = nn.Sequential(nn.Identity())
     train = clustered(400, 4, 8, 0, True)
     test = clustered(400, 4, 8, 1, True)
-    result = fe.linear_probe(model, "0", train, test, epochs=20, lr=0.05, batch_size=64)
+    result = fe.linear_probe(
+        model, layer="0", train=train, test=test, epochs=20, lr=0.05, batch_size=64
+    )
     assert result.train_acc >= 0.99 and result.test_acc >= 0.99
     far = ((train[0] * 1e3 + 1e4), train[1]), ((test[0] * 1e3 + 1e4), test[1])  # standardized away
-    assert fe.linear_probe(model, "0", *far, epochs=20, lr=0.05, batch_size=64) == result
+    assert fe.linear_probe(model, *far, layer="0", epochs=20, lr=0.05, batch_size=64) == result
     assert result.train_acc >= 0.99 and result.test_acc >= 0.99
     assert result.features == 8
 
@@ -572,7 +591,7 @@ def test_linear_probe_features_are_standardized_with_training_statistics():
     f_train = 1e4 + 1e3 * torch.randn(50, 3, generator=gen, dtype=torch.float64)
     f_train[:, 2] = 7.0  # a dead channel: constant
     f_test = f_train[:10] * 2
-    train, test = fe._standardize(f_train, f_test)
+    train, test = probes._standardize(f_train, f_test)
     torch.testing.assert_close(train[:, :2].mean(0), torch.zeros(2), atol=1e-5, rtol=0)
     torch.testing.assert_close(train[:, :2].std(0, unbiased=False), torch.ones(2))
     assert (train[:, 2] == 0).all() and (test[:, 2] == 7.0).all()  # (14 - 7) / 1
@@ -584,10 +603,14 @@ def test_linear_probe_on_random_labels_is_at_chance_on_the_test_set():
     model = nn.Sequential(nn.Identity())
     train = clustered(200, 4, 32, 0, False)
     test = clustered(2000, 4, 32, 1, False)
-    result = fe.linear_probe(model, "0", train, test, epochs=40, lr=0.05, batch_size=50)
+    result = fe.linear_probe(
+        model, layer="0", train=train, test=test, epochs=40, lr=0.05, batch_size=50
+    )
     assert abs(result.test_acc - 0.25) < 0.05  # chance; the std of the estimate is ~0.01
     assert result.train_acc > result.test_acc + 0.15  # memorized, not learned
-    again = fe.linear_probe(model, "0", train, test, epochs=40, lr=0.05, batch_size=50)
+    again = fe.linear_probe(
+        model, layer="0", train=train, test=test, epochs=40, lr=0.05, batch_size=50
+    )
     assert again == result
 
 
@@ -595,10 +618,10 @@ def test_linear_probe_on_a_cnn_layer_uses_one_feature_per_channel():
     model = tiny("unpooled")
     train = (images(40, 8, seed=0), torch.arange(40) % 2)
     test = (images(20, 8, seed=1), torch.arange(20) % 2)
-    result = fe.linear_probe(model, "stage2.relu1", train, test, epochs=3)
+    result = fe.linear_probe(model, layer="stage2.relu1", train=train, test=test, epochs=3)
     assert result.features == 8 and 0 <= result.test_acc <= 1
     with pytest.raises(ValueError, match="differ in length"):
-        fe.linear_probe(model, "stage2.relu1", (train[0], train[1][:5]), test)
+        fe.linear_probe(model, layer="stage2.relu1", train=(train[0], train[1][:5]), test=test)
 
 
 def test_linear_probes_one_pass_gives_each_layer_what_linear_probe_gives_it_alone():
@@ -607,28 +630,34 @@ def test_linear_probes_one_pass_gives_each_layer_what_linear_probe_gives_it_alon
     test = (images(20, 16, seed=1), torch.arange(20) % 3)
     forwards = []
     handle = model.register_forward_pre_hook(lambda *_: forwards.append(1))
-    together = fe.linear_probes(model, layers, train, test, epochs=3, batch_size=64)
+    together = fe.linear_probes(
+        model, layers=layers, train=train, test=test, epochs=3, batch_size=64
+    )
     handle.remove()
     assert list(together) == layers and len(forwards) == 2  # one pass over train, one over test
     for layer in layers:
-        assert together[layer] == fe.linear_probe(model, layer, train, test, epochs=3, batch_size=64)
+        assert together[layer] == fe.linear_probe(
+            model, layer=layer, train=train, test=test, epochs=3, batch_size=64
+        )
 
 
 def test_top_activating_channels_equals_one_channel_at_a_time_in_one_pass():
     model, x = tiny("base"), images(12)
     forwards = []
     handle = model.register_forward_pre_hook(lambda *_: forwards.append(1))
-    many = fe.top_activating_channels(model, "stage2.relu1", [5, 0, 3], x, k=4, batch_size=12)
+    many = fe.top_activating_channels(
+        model, layer="stage2.relu1", channels=[5, 0, 3], images=x, k=4, batch_size=12
+    )
     handle.remove()
     assert len(forwards) == 1
     for channel, top in zip([5, 0, 3], many, strict=True):
-        alone = fe.top_activating(model, "stage2.relu1", channel, x, k=4)
+        alone = fe.top_activating(model, layer="stage2.relu1", channel=channel, images=x, k=4)
         for field in ("indices", "values", "patches", "boxes", "positions"):
             torch.testing.assert_close(getattr(top, field), getattr(alone, field))
     with pytest.raises(ValueError, match="channels is empty"):
-        fe.top_activating_channels(model, "stage2.relu1", [], x)
+        fe.top_activating_channels(model, layer="stage2.relu1", channels=[], images=x)
     with pytest.raises(ValueError, match=r"channel must be in \[0, 8\)"):
-        fe.top_activating_channels(model, "stage2.relu1", [1, 8], x, k=2)
+        fe.top_activating_channels(model, layer="stage2.relu1", channels=[1, 8], images=x, k=2)
 
 
 # ------------------------------------------------------------------------------ comparing networks

@@ -64,7 +64,7 @@ class MaxUnit(nn.Module):
 @pytest.mark.parametrize("name", VARIANTS)
 def test_guided_backprop_equals_captum_on_class_logits(name):
     model, x = tiny(name), inputs()
-    ours = fe.guided_backprop(model, x, 3)
+    ours = fe.guided_backprop(model, images=x, target=3)
     theirs = captum_attr.GuidedBackprop(model).attribute(x.clone(), target=3)
     assert ours.abs().sum() > 0
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
@@ -73,7 +73,7 @@ def test_guided_backprop_equals_captum_on_class_logits(name):
 @pytest.mark.parametrize("name", ["base", "allconv", "unpooled", "dilated"])
 def test_guided_backprop_equals_captum_on_a_channel(name):
     model, x = tiny(name), inputs()
-    ours = fe.guided_backprop(model, x, ("stage2.relu1", 2))
+    ours = fe.guided_backprop(model, images=x, target=("stage2.relu1", 2))
     theirs = captum_attr.GuidedBackprop(MaxUnit(model, "stage2.relu1", 2)).attribute(
         x.clone(), target=0
     )
@@ -84,8 +84,10 @@ def test_guided_backprop_equals_captum_on_a_channel(name):
 @pytest.mark.parametrize("layer", ["stage2.relu1", "stage3.relu1"])
 def test_deconvnet_equals_activation_times_captum_deconvolution(name, layer):
     model, x = tiny(name), inputs()
-    channel = int(fe.capture(model, x, layer)[layer].amax((0, 2, 3)).argmax())  # a live channel
-    ours = fe.deconvnet(model, x, layer, channel, bn="fold")
+    channel = int(
+        fe.capture(model, images=x, layers=layer)[layer].amax((0, 2, 3)).argmax()
+    )  # a live channel
+    ours = fe.deconvnet(model, images=x, layer=layer, channel=channel, bn="fold")
     unit = MaxUnit(model, layer, channel)
     with torch.no_grad():
         value = unit(x)  # (N, 1): the activation our deconvnet starts from
@@ -97,6 +99,6 @@ def test_deconvnet_equals_activation_times_captum_deconvolution(name, layer):
 def test_deconvnet_differs_from_guided_backprop():
     """The comparison can fail: the two rules give different maps on the same unit."""
     model, x = tiny("base"), inputs()
-    deconv = fe.deconvnet(model, x, "stage3.relu1", 0)
-    guided = fe.guided_backprop(model, x, ("stage3.relu1", 0))
+    deconv = fe.deconvnet(model, images=x, layer="stage3.relu1", channel=0)
+    guided = fe.guided_backprop(model, images=x, target=("stage3.relu1", 0))
     assert not torch.allclose(deconv / deconv.norm(), guided / guided.norm(), atol=1e-3)
