@@ -42,7 +42,7 @@ nbval: $(STAMP)
 # Execute every notebook in place in full mode, to refresh the committed outputs, and time each
 # run in full and quick mode into data/reference_timings.json (notebook 00 predicts run times from it).
 run: $(STAMP)
-	$(PY) -m pooltools.setup_check record --save-full --notebooks $(NOTEBOOKS)
+	$(PY) -m pooltools.tools.timings --save-full --notebooks $(NOTEBOOKS)
 
 # Train with the one recipe of every committed checkpoint in data/checkpoints/ (pooltools.train.RECIPE,
 # the CLI's defaults; see the checkpoints' README). Finished checkpoints are kept and interrupted ones

@@ -21,7 +21,6 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,7 +28,7 @@ import torch.nn.functional as F
 
 from pooltools import pooling
 from pooltools.atomic import write_json_atomic
-from pooltools.config import pick
+from pooltools.config import cpu_name, pick
 from pooltools.nn import scratch_max_pool2d
 
 __all__ = [
@@ -179,21 +178,11 @@ def run_benchmark(
     return rows
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def bench_header(repeats: int | None = None) -> str:
     """Machine, cores, torch threads and library versions: what produced the numbers."""
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     parts = [
-        f"machine: {platform.machine()} {_cpu_name()}, {os.cpu_count()} cores ({usable} usable)",
+        f"machine: {platform.machine()} {cpu_name()}, {os.cpu_count()} cores ({usable} usable)",
         f"torch {torch.__version__} ({torch.get_num_threads()} threads)",
         f"numpy {np.__version__}",
     ]

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
-import platform
 import random
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,6 +31,7 @@ from torch import nn
 
 from pooltools.atomic import atomic_write
 from pooltools.atomic import write_json_atomic as _write_json
+from pooltools.config import machine_info
 from pooltools.models import VARIANTS, build_model
 
 __all__ = [
@@ -73,17 +72,9 @@ def architecture_signature(model: nn.Module) -> dict[str, Any]:
 
 
 def environment_info(device: torch.device | str | None = None) -> dict[str, Any]:
-    """Where a checkpoint was made: enough to explain a timing or a last-digit difference."""
-    return {
-        "torch": torch.__version__,
-        "device": str(device if device is not None else "cpu"),
-        "threads": torch.get_num_threads(),
-        "machine": platform.machine(),
-        "platform": platform.platform(),
-        "processor": platform.processor(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-    }
+    """Where a checkpoint was made (:func:`pooltools.config.machine_info`; device default
+    ``cpu``): enough to explain a timing or a last-digit difference."""
+    return machine_info(device if device is not None else "cpu")
 
 
 def to_plain(obj: Any, where: str = "value") -> Any:

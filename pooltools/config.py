@@ -10,7 +10,7 @@ import os
 import platform
 import random
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -22,6 +22,8 @@ __all__ = [
     "get_device",
     "seed_everything",
     "run_header",
+    "cpu_name",
+    "machine_info",
     "data_dir",
     "project_root",
     "display_path",
@@ -93,6 +95,33 @@ def display_path(path: str | Path) -> str:
     return f".../{path.name}" if path.name else "/"
 
 
+def cpu_name() -> str:
+    """The CPU's model name (``AMD EPYC``, from /proc/cpuinfo), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info(device: torch.device | str | None = None) -> dict[str, Any]:
+    """The one record of what produced a number (a checkpoint, a timing): CPU, cores, system,
+    Python, torch and its threads, and ``device`` (default: :func:`device_name`)."""
+    return {
+        "cpu": cpu_name(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "device": str(device) if device is not None else device_name(),
+    }
+
+
 def machine_line(info: dict | None = None) -> str:
     """One line for a machine: ``x86_64, 2 cores, Linux, torch 2.14.1, 2 threads, cpu``.
 
@@ -101,19 +130,12 @@ def machine_line(info: dict | None = None) -> str:
     optional); default: this machine. A notebook prints this instead of the raw dict.
     """
     if info is None:
-        info = {
-            "machine": platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "platform": platform.system(),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "device": device_name(),
-        }
+        info = machine_info()
     if not isinstance(info, dict):
         raise TypeError(f"info must be a dict of environment fields, but got {type(info).__name__}")
     parts = []
-    if info.get("processor"):
-        parts.append(str(info["processor"]))
+    if info.get("cpu") or info.get("processor"):
+        parts.append(str(info.get("cpu") or info["processor"]))
     if info.get("machine"):
         parts.append(str(info["machine"]))
     if info.get("cpu_count"):

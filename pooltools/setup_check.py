@@ -4,18 +4,16 @@ Every check returns a :class:`Check`: its name, whether it passed, what it found
 failed, how to fix it. ``notebooks/00_setup_check.ipynb`` runs them one by one; in a terminal::
 
     python -m pooltools.setup_check                  # the whole report, with a 10 s speed probe
-    python -m pooltools.setup_check record --notebooks notebooks/0[1-4]*.ipynb
 
-``record`` (run by the maintainers on the development machine) runs the speed probe, executes
-each notebook in full and quick mode and stores the run times in ``data/reference_timings.json``.
-A learner's probe then predicts how long each notebook takes on their machine:
+The maintainers' ``make run`` (:mod:`pooltools.tools.timings`) stores each notebook's run time
+with the probe speed of the development machine in ``data/reference_timings.json``; a learner's
+probe then predicts how long each notebook takes on their machine:
 ``reference seconds x reference images/s / measured images/s``.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import html
 import importlib
 import importlib.metadata as metadata
@@ -26,17 +24,15 @@ import re
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from pooltools import data
-from pooltools.atomic import write_json_atomic, write_text_atomic
-from pooltools.config import data_dir, device_name, display_path, get_device, load_average, pick
+from pooltools.config import data_dir, display_path, get_device, pick
 from pooltools.models import build_model
 from pooltools.train import RECIPE, make_optimizer, train_step
 
@@ -48,7 +44,7 @@ except ImportError:  # pragma: no cover - exercised by monkeypatching _HAVE_PACK
 
 __all__ = [
     "Check",
-    "ProbeResult",
+    "SpeedProbe",
     "PACKAGES",
     "REFERENCE_FILE",
     "satisfies",
@@ -64,6 +60,7 @@ __all__ = [
     "speed_probe",
     "check_speed",
     "load_reference",
+    "reference_path",
     "expected_run_times",
     "format_duration",
     "format_expected",
@@ -71,9 +68,6 @@ __all__ = [
     "format_report",
     "format_html",
     "summarize",
-    "machine_description",
-    "time_notebook",
-    "record_reference",
     "environment_checks",
     "main",
 ]
@@ -363,7 +357,7 @@ def check_device() -> Check:
 
 
 @dataclass(frozen=True)
-class ProbeResult:
+class SpeedProbe:
     """What :func:`speed_probe` measured: training images per second of the ``base`` model."""
 
     images_per_s: float
@@ -389,7 +383,7 @@ def speed_probe(
     seconds: float = 10.0,
     device: torch.device | str | None = None,
     seed: int = 0,
-) -> ProbeResult:
+) -> SpeedProbe:
     """Train ``base`` with :data:`pooltools.train.RECIPE` (its architecture, batch size,
     optimizer and loss) on random batches for about ``seconds`` of wall time; return its speed.
 
@@ -424,7 +418,7 @@ def speed_probe(
         if device.type != "cpu":
             _synchronize(device)
     elapsed = time.perf_counter() - start
-    return ProbeResult(
+    return SpeedProbe(
         images_per_s=steps * batch_size / elapsed,
         steps=steps,
         seconds=elapsed,
@@ -437,7 +431,7 @@ def speed_probe(
 # ------------------------------------------------------------------------ reference timings
 
 
-def _reference_path(path: str | Path | None) -> Path:
+def reference_path(path: str | Path | None) -> Path:
     return data_dir() / REFERENCE_FILE if path is None else Path(path)
 
 
@@ -446,7 +440,7 @@ def _check_reference(obj: Any, where: str) -> dict[str, Any]:
 
     def bad(what: str) -> ValueError:
         return ValueError(
-            f"{where}: {what}; record it again with `python -m pooltools.setup_check record "
+            f"{where}: {what}; record it again with `python -m pooltools.tools.timings "
             "--notebooks notebooks/0[1-4]*.ipynb`"
         )
 
@@ -470,7 +464,7 @@ def load_reference(path: str | Path | None = None) -> dict[str, Any] | None:
 
     Raises ``ValueError`` if the file exists but is not valid reference timings.
     """
-    path = _reference_path(path)
+    path = reference_path(path)
     if not path.is_file():
         return None
     try:
@@ -481,15 +475,15 @@ def load_reference(path: str | Path | None = None) -> dict[str, Any] | None:
 
 
 def expected_run_times(
-    probe: ProbeResult | float, reference: dict[str, Any]
+    probe: SpeedProbe | float, reference: dict[str, Any]
 ) -> dict[str, dict[str, float]]:
     """Predicted seconds per notebook and mode: ``reference seconds x reference speed / speed``.
 
-    ``probe`` is a :class:`ProbeResult` or images/s. Each timing is scaled by the probe speed it
+    ``probe`` is a :class:`SpeedProbe` or images/s. Each timing is scaled by the probe speed it
     was recorded with (``probe_images_per_s``, else the file's ``probe.images_per_s``). An
     estimate: training-heavy parts scale with the probe, the rest (plots, imports) less.
     """
-    speed = probe.images_per_s if isinstance(probe, ProbeResult) else float(probe)
+    speed = probe.images_per_s if isinstance(probe, SpeedProbe) else float(probe)
     if not speed > 0:
         raise ValueError(f"the measured speed must be positive, but got {speed!r} images/s")
     reference = _check_reference(reference, "reference")
@@ -523,7 +517,7 @@ def format_expected(expected: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def format_predictions(probe: ProbeResult, reference: dict[str, Any] | None) -> str:
+def format_predictions(probe: SpeedProbe, reference: dict[str, Any] | None) -> str:
     """The expected run time of every notebook on this machine, or why there is none."""
     if reference is None:
         return (
@@ -543,7 +537,7 @@ def format_predictions(probe: ProbeResult, reference: dict[str, Any] | None) -> 
     )
 
 
-def check_speed(probe: ProbeResult, reference: dict[str, Any] | None) -> Check:
+def check_speed(probe: SpeedProbe, reference: dict[str, Any] | None) -> Check:
     """The probe's speed, compared with the reference machine's when there is one."""
     epoch = format_duration(CIFAR10_TRAIN_IMAGES / probe.images_per_s)
     measured = (
@@ -613,198 +607,21 @@ def environment_checks(reachable: Callable[[], bool] | None = None) -> list[Chec
     ]
 
 
-# ------------------------------------------------------------------------------- recording
-
-
-def _cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def _load_average() -> float | None:
-    load = load_average()
-    return None if load is None else round(load, 2)
-
-
-def machine_description() -> dict[str, Any]:
-    """What produced a timing: CPU, cores, system, Python, torch, threads, device, load."""
-    return {
-        "cpu": _cpu_name(),
-        "arch": platform.machine(),
-        "cores": os.cpu_count(),
-        "system": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "device": device_name(),
-    }
-
-
-@contextlib.contextmanager
-def _environ(**values: str) -> Iterator[None]:
-    """Set environment variables for the block (kernels started inside inherit them)."""
-    before = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def time_notebook(
-    path: str | Path,
-    quick: bool,
-    timeout: float = 3600,
-    kernel_name: str = "python3",
-    save: bool = False,
-) -> float:
-    """Seconds to execute the notebook at ``path`` top to bottom, kernel start included.
-
-    It runs an in-memory copy with ``POOLTOOLS_QUICK`` set to 1 or 0, in the notebook's own
-    folder so its relative paths work, under nbconvert's ``ExecutePreprocessor``. ``save``
-    writes the executed notebook back to ``path`` atomically (how the committed outputs are
-    made), stamped with the hash of the code cells that made them and the mode
-    (:mod:`pooltools.tools.freshness`, which a test checks); otherwise the file is never
-    written. A failing cell raises nbconvert's ``CellExecutionError`` and leaves the file
-    untouched.
-    """
-    import nbformat
-    from nbconvert.preprocessors import ExecutePreprocessor
-
-    from pooltools.tools import freshness
-
-    path = Path(path)
-    nb = nbformat.read(path, as_version=4)
-    executor = ExecutePreprocessor(timeout=timeout, kernel_name=kernel_name)
-    with _environ(POOLTOOLS_QUICK="1" if quick else "0"):
-        start = time.perf_counter()
-        executor.preprocess(nb, {"metadata": {"path": str(path.parent.resolve())}})
-        seconds = time.perf_counter() - start
-    if save:
-        freshness.stamp(nb, "quick" if quick else "full")
-        write_text_atomic(path, nbformat.writes(nb))
-    return seconds
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def record_reference(
-    notebooks: Sequence[str | Path],
-    modes: Sequence[str] = MODES,
-    path: str | Path | None = None,
-    merge: bool = True,
-    probe_seconds: float = 10.0,
-    probe: ProbeResult | None = None,
-    timeout: float = 3600,
-    log: Callable[[str], None] = print,
-    save_full: bool = False,
-) -> dict[str, Any]:
-    """Run the speed probe, time each notebook in each mode, and write the reference file.
-
-    ``merge`` keeps the other notebooks and modes of an existing file (which must come from a
-    machine with the same CPU and core count); each timing stores the probe speed it was
-    measured with, so timings from different sessions still scale correctly. The file (default
-    ``data/reference_timings.json``) is rewritten atomically after every notebook, so an
-    interrupted recording keeps what it finished. ``probe`` skips the probe (tests).
-    ``save_full`` writes each full-mode run's outputs back into its notebook (``make run``).
-    Returns the written dict.
-    """
-    unknown = sorted(set(modes) - set(MODES))
-    if unknown or not modes:
-        raise ValueError(f"modes must be a non-empty subset of {MODES}, but got {list(modes)}")
-    missing = [str(nb) for nb in notebooks if not Path(nb).is_file()]
-    if missing or not notebooks:
-        raise ValueError(f"no such notebook(s): {missing or 'none given'}")
-    path = _reference_path(path)
-    machine = machine_description()
-    existing = load_reference(path) if merge else None
-    if existing is not None:
-        before = existing.get("machine", {})
-        if (before.get("cpu"), before.get("cores")) != (machine["cpu"], machine["cores"]):
-            raise ValueError(
-                f"{path} was recorded on another machine ({before.get('cpu')}, "
-                f"{before.get('cores')} cores); record all notebooks again with --replace"
-            )
-    load_start = _load_average()
-    if probe is None:
-        log(f"speed probe ({probe_seconds:g} s) ...")
-        probe = speed_probe(probe_seconds)
-    log(f"  {probe.images_per_s:,.0f} images/s")
-    probe_record = {**probe.as_dict(), "images_per_s": round(probe.images_per_s, 2),
-                    "seconds": round(probe.seconds, 3)}  # fmt: skip
-    result = {
-        "about": "Run times of the notebooks on the development machine; see "
-        "pooltools/setup_check.py. Predictions scale them by probe speed.",
-        "recorded_at": _now(),
-        "machine": machine,
-        "load_average_at_start": load_start,
-        "probe": probe_record,
-        "notebooks": dict(existing["notebooks"]) if existing else {},
-    }
-    for nb in notebooks:
-        name = Path(nb).stem
-        entry = dict(result["notebooks"].get(name, {}))
-        for mode in modes:
-            log(f"{name} ({mode}) ...")
-            load = _load_average()
-            seconds = time_notebook(
-                nb, quick=mode == "quick", timeout=timeout, save=save_full and mode == "full"
-            )
-            entry[mode] = {
-                "seconds": round(seconds, 2),
-                "probe_images_per_s": probe_record["images_per_s"],
-                "load_average_at_start": load,
-                "recorded_at": _now(),
-            }
-            log(f"  {format_duration(seconds)} ({seconds:.1f} s)")
-        result["notebooks"][name] = entry
-        write_json_atomic(path, result)
-    log(f"wrote {path}")
-    return result
-
-
 # ------------------------------------------------------------------------------------ CLI
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pooltools.setup_check",
-        description="Check this machine for the pooling-explained notebooks (no arguments), or "
-        "record the reference run times (record).",
+        description="Check this machine for the pooling-explained notebooks.",
     )
     parser.add_argument("--seconds", type=float, default=None,
                         help="length of the speed probe (default: 10, quick mode 3; 0 skips it)")  # fmt: skip
-    sub = parser.add_subparsers(dest="command")
-    rec = sub.add_parser("record", help="time the notebooks and write data/reference_timings.json")
-    rec.add_argument("--notebooks", nargs="+", required=True, help="notebook files to time")
-    rec.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
-    rec.add_argument("--out", default=None, help=f"output file (default data/{REFERENCE_FILE})")
-    rec.add_argument("--replace", action="store_true",
-                     help="start a new file instead of merging into the existing one")  # fmt: skip
-    rec.add_argument("--probe-seconds", type=float, default=10.0)
-    rec.add_argument("--timeout", type=float, default=3600, help="per-cell timeout in seconds")
-    rec.add_argument("--save-full", action="store_true",
-                     help="write each full-mode run's outputs back into its notebook")  # fmt: skip
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "record":
-        record_reference(
-            args.notebooks, args.modes, args.out, merge=not args.replace,
-            probe_seconds=args.probe_seconds, timeout=args.timeout, save_full=args.save_full,
-        )  # fmt: skip
-        return 0
     checks = environment_checks()
     seconds = pick(10.0, 3.0) if args.seconds is None else args.seconds
     predictions = ""

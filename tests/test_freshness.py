@@ -9,8 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from pooltools import setup_check
-from pooltools.tools import freshness
+from pooltools.tools import freshness, timings
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -81,10 +80,10 @@ def test_no_record_and_wrong_mode_are_reported(tmp_path):
 
 
 def test_make_runs_executor_stamps_what_it_ran(tmp_path):
-    """setup_check.time_notebook (what `make run` calls) stores the hash and mode it ran with."""
+    """timings.time_notebook (what `make run` calls) stores the hash and mode it ran with."""
     path = tmp_path / "01_tiny.ipynb"
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(2)")]), path)
-    setup_check.time_notebook(path, quick=False, save=True)
+    timings.time_notebook(path, quick=False, save=True)
     nb = nbformat.read(path, as_version=4)
     assert nb.metadata["pooltools"]["freshness"] == {
         "code_sha256": freshness.code_hash(nb), "mode": "full"}  # fmt: skip
