@@ -9,6 +9,7 @@ existing target is left untouched.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -52,5 +53,16 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON with a final newline, atomically."""
-    return write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
+    """Write ``obj`` as indented JSON with a final newline, atomically; NaN and infinities
+    become ``null`` (valid JSON, where ``json.dumps`` would write ``NaN``)."""
+    return write_text_atomic(path, json.dumps(_finite(obj), indent=2, allow_nan=False) + "\n")
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj

@@ -29,11 +29,9 @@ from pooltools.shapes import PoolParams, pair
 
 __all__ = [
     "KINDS",
-    "DownsamplingStep",
     "trace_downsampling",
     "build_on_meta",
     "count_by_kind",
-    "Stage",
     "downsampling_stages",
 ]
 

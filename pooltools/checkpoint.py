@@ -19,7 +19,6 @@ Beside ``NAME.pt`` a readable ``NAME.json`` holds the same minus the tensors.
 from __future__ import annotations
 
 import hashlib
-import math
 import random
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,23 +28,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from pooltools.atomic import atomic_write
-from pooltools.atomic import write_json_atomic as _write_json
+from pooltools.atomic import atomic_write, write_json_atomic
 from pooltools.config import machine_info
 from pooltools.models import VARIANTS, build_model
 
 __all__ = [
     "FORMAT_VERSION",
-    "READABLE_FORMATS",
     "CheckpointError",
-    "architecture_signature",
     "environment_info",
     "to_plain",
     "save_checkpoint",
     "load_checkpoint",
     "load_weights",
     "load_model",
-    "write_json_atomic",
     "parse_checkpoint_name",
     "rng_state",
     "restore_rng_state",
@@ -103,15 +98,8 @@ def to_plain(obj: Any, where: str = "value") -> Any:
     )
 
 
-def write_json_atomic(path: str | Path, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON (NaN/inf as null), atomically."""
-    path = Path(path)
-    return _write_json(path, _json_safe(obj))
-
-
 def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
+    """Tensors as short lists (or a placeholder), dict keys as strings: a readable JSON copy."""
     if isinstance(obj, Mapping):
         return {str(k): _json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -156,7 +144,7 @@ def save_checkpoint(
         }
         ts = checkpoint["training_state"] or {}
         summary["training"] = {k: ts.get(k) for k in ("epoch", "planned_epochs", "finished")}
-        write_json_atomic(path.with_suffix(".json"), summary)
+        write_json_atomic(path.with_suffix(".json"), _json_safe(summary))
     return path
 
 

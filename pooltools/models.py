@@ -56,10 +56,7 @@ __all__ = [
     "DOWNSAMPLING",
     "DILATIONS",
     "BlurPool2d",
-    "PoolNet",
     "build_model",
-    "LayerSummary",
-    "ModelSummary",
     "summary",
 ]
 

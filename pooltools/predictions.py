@@ -34,8 +34,6 @@ from pooltools.robustness import shifted_predictions
 
 __all__ = [
     "FILE_NAME",
-    "MAX_SHIFT",
-    "SHIFT_SEED",
     "Predictions",
     "StalePredictionsError",
     "sha256_of",

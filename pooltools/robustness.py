@@ -20,7 +20,6 @@ from torch import nn
 from pooltools.models import evaluating
 
 __all__ = [
-    "ShiftChange",
     "shift_change",
     "shift_images",
     "shifted_predictions",

@@ -68,7 +68,6 @@ __all__ = [
     "format_report",
     "format_html",
     "summarize",
-    "environment_checks",
     "main",
 ]
 

@@ -27,8 +27,6 @@ import numpy as np
 from scipy import stats as _st
 
 __all__ = [
-    "SeedSummary",
-    "PairedComparison",
     "seed_summary",
     "paired_comparison",
     "accuracy_ci",

@@ -53,11 +53,9 @@ __all__ = [
     "RECIPE",
     "recipe",
     "TrainConfig",
-    "TrainResult",
     "WarmupCosine",
     "param_groups",
     "evaluate",
-    "make_cifar_loaders",
     "train",
     "checkpoint_name",
     "config_from_args",
@@ -633,6 +631,7 @@ def _int_or_ints(text: str) -> int | list[int]:
 
 
 def _parser() -> argparse.ArgumentParser:
+    """Long (about 60 lines) because it is one flat list of ``add_argument`` calls."""
     p = argparse.ArgumentParser(
         prog="python -m pooltools.train",
         description="Train one pooling variant on CIFAR-10 and save a checkpoint (resumable).",

@@ -44,9 +44,7 @@ from pooltools.shapes import (
 )
 
 __all__ = [
-    "HIGHLIGHT",
     "new_figure",
-    "PoolResult",
     "as_grid",
     "pool_array",
     "format_value",
@@ -278,7 +276,10 @@ def _draw_input(
     norm: Normalize,
     bold: set[tuple[int, int]] = frozenset(),
 ):
-    """Input, padding and overhang on ``ax``; returns the image artist (for a colorbar)."""
+    """Input, padding and overhang on ``ax``; returns the image artist (for a colorbar).
+
+    Long (about 70 lines) because it draws one panel step by step (cells, padding, overhang, numbers).
+    """
     h, w = arr.shape[:2]
     ph, pw = canvas.pad
     if ph or pw:
@@ -697,6 +698,8 @@ def plot_window_values(
     coordinates. For an RGB image each pixel shows its R, G and B values; each channel's maximum
     is bold and dotted in its colour, which shows that max pooling takes a channel's maximum
     independently, so the output pixel may be a colour that no input pixel has.
+
+    Long (about 95 lines) because it is one figure drawn in reading order; its pieces are used nowhere else.
     """
     arr = as_grid(x)
     result = pool_array(arr, op, **pool)
@@ -850,6 +853,7 @@ def _draw_arithmetic(
     filled: Sequence[tuple[int, int]],
     rest_values: bool = False,
 ) -> None:
+    """Long (about 70 lines) because it draws one conv-arithmetic panel pair in reading order."""
     h, w = geo.in_shape
     ph, pw = geo.padding
     taps = [t for cell in show for t in geo.windows[cell]]

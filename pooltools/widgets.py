@@ -36,7 +36,6 @@ __all__ = [
     "format_shape_formula",
     "explore",
     "render",
-    "PoolingExplorer",
     "pooling_explorer",
 ]
 

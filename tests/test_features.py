@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from models_for_tests import tiny_model
 from torch import nn
 
 from pooltools import features as fe
@@ -31,15 +32,7 @@ def one_thread():
 
 def tiny(name: str, seed: int = 0) -> nn.Module:
     """A tiny model with non-trivial BatchNorm statistics, so BN is not the identity."""
-    torch.manual_seed(seed)
-    model = build_model(name, **TINY)
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.2, 0.2)
-            module.running_var.uniform_(0.5, 2.0)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.2, 0.2)
-    return model.eval()
+    return tiny_model(name, seed, **TINY)
 
 
 def images(n: int = 4, size: int = 16, seed: int = 0) -> torch.Tensor:

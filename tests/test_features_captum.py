@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from models_for_tests import tiny_model
 from torch import nn
 
 from pooltools import features as fe
-from pooltools.models import VARIANTS, build_model
+from pooltools.models import VARIANTS
 
 captum_attr = pytest.importorskip("captum.attr")
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # captum notes its ReLU hooks
@@ -33,15 +34,8 @@ TINY = {"widths": (4, 8, 8), "convs_per_stage": (1, 2, 1)}
 
 
 def tiny(name: str, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    model = build_model(name, **TINY)
-    for module in model.modules():  # non-trivial BatchNorm, so folding it is tested
-        if isinstance(module, nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.2, 0.2)
-            module.running_var.uniform_(0.5, 2.0)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.2, 0.2)
-    return model.eval()
+    """A tiny model of this file's architecture (see models_for_tests.tiny_model)."""
+    return tiny_model(name, seed, **TINY)
 
 
 def inputs(n: int = 3, seed: int = 1) -> torch.Tensor:

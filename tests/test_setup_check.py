@@ -148,8 +148,13 @@ def test_widgets_check(ipywidgets, frontend, ok):
         assert "restart JupyterLab" in check.fix
 
 
-def test_widgets_check_of_this_environment():
-    assert setup_check.check_widgets().ok
+@pytest.mark.parametrize("front, ok", [("3.0.10", True), ("1.1.1", False)])
+def test_widgets_check_reads_the_installed_versions(monkeypatch, front, ok):
+    """Without arguments the check asks importlib.metadata, and judges what it says."""
+    versions = {"ipywidgets": "8.1.2", "jupyterlab_widgets": front}
+    monkeypatch.setattr(setup_check.metadata, "version", versions.__getitem__)
+    check = setup_check.check_widgets()
+    assert check.ok is ok and f"jupyterlab_widgets {front}" in check.detail
 
 
 # ---------------------------------------------------------------------------------- CIFAR-10

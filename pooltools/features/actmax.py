@@ -58,6 +58,8 @@ def visualize_channels(
 
     Every image starts from the same seeded noise and sees the same jitter, so the result for a
     channel does not depend on which other channels are in the batch.
+
+    Long (about 70 lines) because it is one optimization loop read top to bottom: jitter, forward, objective, regularizers, step.
     """
     channels = [int(c) for c in channels]
     if not channels:

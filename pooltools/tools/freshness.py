@@ -20,7 +20,7 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-__all__ = ["KEY", "MODES", "code_hash", "stamp", "problem", "main"]
+__all__ = ["MODES", "code_hash", "stamp", "problem", "main"]
 
 KEY = "freshness"  # under metadata["pooltools"]
 MODES = ("full", "quick")

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["HOST", "lab_command", "main"]
+__all__ = ["lab_command", "main"]
 
 HOST = "127.0.0.1"
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"

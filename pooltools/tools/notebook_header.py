@@ -30,10 +30,7 @@ from nbformat import NotebookNode
 from pooltools.atomic import write_text_atomic
 
 __all__ = [
-    "PYPROJECT",
-    "BRANCH",
     "repository_url",
-    "colab_url",
     "badge_markdown",
     "setup_source",
     "with_header",

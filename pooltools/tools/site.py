@@ -39,17 +39,8 @@ from pooltools.atomic import atomic_write, write_json_atomic, write_text_atomic
 from pooltools.tools.student import notebook_paths, student_copy, write_notebook
 
 __all__ = [
-    "SITE_TITLE",
-    "Page",
     "notebook_title",
-    "plan_pages",
-    "nav_html",
-    "render_page",
-    "index_html",
-    "Vendored",
     "VENDORED",
-    "install_npm_assets",
-    "copy_assets",
     "external_resources",
     "hidden_widgets",
     "build_site",

@@ -112,6 +112,8 @@ def record_reference(
     interrupted recording keeps what it finished. ``probe`` skips the probe (tests).
     ``save_full`` writes each full-mode run's outputs back into its notebook (``make run``).
     Returns the written dict.
+
+    Long (about 75 lines) because it is one recording procedure: check, probe, time each notebook, write.
     """
     unknown = sorted(set(modes) - set(MODES))
     if unknown or not modes:
