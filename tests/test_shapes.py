@@ -13,7 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from pooltools.shapes import ReceptiveField, pair, pool_output_size, receptive_field
+from pooltools.shapes import (
+    PoolParams,
+    ReceptiveField,
+    first_real_tap,
+    pair,
+    pool_output_size,
+    receptive_field,
+)
 
 
 def torch_size(size, k, s, p, d, ceil):
@@ -174,3 +181,53 @@ def test_receptive_field_stops_at_global_pooling_and_rejects_unknown_layers():
         receptive_field(nn.Sequential(nn.Upsample(scale_factor=2)))
     with pytest.raises(ValueError, match="expected \\(kernel, stride, padding, dilation\\)"):
         receptive_field([(3, 1, 1)])
+
+
+# ------------------------------------------------------------------ PoolParams: the one parser
+
+SPELLINGS = [
+    dict(kernel_size=2),
+    dict(kernel_size=(2,)),
+    dict(kernel_size=[3, 2], stride=(1,)),
+    dict(kernel_size=2, stride=()),
+    dict(kernel_size=3, stride=None, padding=(1,)),
+    dict(kernel_size=(3, 3), stride=[2, 1], padding=[1, 0], dilation=(2,)),
+    dict(kernel_size=np.int64(2), stride=np.int32(1)),
+    dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
+]
+
+
+@pytest.mark.parametrize("kwargs", SPELLINGS)
+def test_pool_params_accept_every_spelling_pytorch_accepts_with_its_output_shape(kwargs):
+    x = torch.zeros(1, 1, 9, 8)
+    params = PoolParams.of(**kwargs)
+    assert params.output_shape(x.shape) == tuple(F.max_pool2d(x, **kwargs).shape[-2:])
+    assert PoolParams.of(*params.axis(0)).axis(0) == params.axis(0)  # ints round-trip
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(kernel_size=0), dict(kernel_size=2, stride=0), dict(kernel_size=2, padding=2),
+     dict(kernel_size=2, dilation=0), dict(kernel_size=(2, 2, 2)), dict(kernel_size=2.0),
+     dict(kernel_size=True)],
+)  # fmt: skip
+def test_pool_params_refuse_what_pytorch_refuses(kwargs):
+    x = torch.zeros(1, 1, 9, 8)
+    with pytest.raises((RuntimeError, TypeError, ValueError)):
+        F.max_pool2d(x, **kwargs)
+    with pytest.raises((TypeError, ValueError)):
+        PoolParams.of(**kwargs)
+
+
+def test_first_real_tap_is_pytorchs_while_loop_for_ints_arrays_and_tensors():
+    def loop(start: int, dil: int) -> int:  # PyTorch's `while (ih0 < 0) ih0 += dilation`
+        while start < 0:
+            start += dil
+        return start
+
+    starts = list(range(-7, 4))
+    for dil in (1, 2, 3):
+        expected = [loop(s, dil) for s in starts]
+        assert [first_real_tap(s, dil) for s in starts] == expected
+        assert first_real_tap(np.array(starts), dil).tolist() == expected
+        assert first_real_tap(torch.tensor(starts), dil).tolist() == expected
