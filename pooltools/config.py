@@ -145,7 +145,8 @@ def machine_line(info: dict | None = None) -> str:
     if info.get("torch"):
         parts.append(f"torch {str(info['torch']).split('+')[0]}")
     if info.get("threads"):
-        parts.append(f"{info['threads']} threads")
+        n = info["threads"]
+        parts.append(f"{n} thread{'' if n == 1 else 's'}")
     if info.get("device"):
         parts.append(str(info["device"]))
     return ", ".join(parts) if parts else "unknown machine"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pooltools.checkpoint import save_checkpoint
+from pooltools.config import machine_line
 from pooltools.models import build_model
 from pooltools.tools import model_card
 from pooltools.train import RECIPE, TrainConfig
@@ -143,7 +144,7 @@ def test_card_shows_the_same_numbers(folder):
     total = sum(BASE0[0]) + sum(BASE1[0]) + sum(DIL0[0])  # 323 s
     assert f"Total training time of the 3 finished runs: {total / 60:.1f} min" in card
     assert f"(and {sum(BASE2[0]):.0f} s so far in the runs still training)" in card
-    assert f"with {env['cpu_count']} cores" in card and f"torch {env['torch']}" in card
+    assert f"{env['cpu_count']} cores" in card and f"torch {env['torch'].split('+')[0]}" in card
     assert "tuning sweep of 5 full runs of `base` alone" in card
     assert "What that could bias" in card
     assert "seeds 0, 1." in card
@@ -171,7 +172,10 @@ def test_finished_folder_and_two_machines(tmp_path):
     assert summary["in_progress"] == [] and len(summary["machines"]) == 2
     card = (tmp_path / "README.md").read_text()
     assert "None: every run in this folder has finished." in card
-    assert "Machines:\n" in card and "device cuda" in card and "`base-seed1`" in card
+    assert "Machines:\n" in card and "`base-seed1`" in card
+    env = {k: record['environment'].get(k) for k in model_card.ENV_FIELDS}
+    assert f"- {machine_line(env)}, Python" in card  # the one machine text
+    assert ", cuda, Python" in card
     assert "deterministic on the CPU" not in card
 
 

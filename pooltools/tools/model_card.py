@@ -21,7 +21,7 @@ from typing import Any
 
 from pooltools.atomic import write_json_atomic, write_text_atomic
 from pooltools.checkpoint import parse_checkpoint_name
-from pooltools.config import data_dir
+from pooltools.config import data_dir, machine_line
 from pooltools.models import VARIANTS, build_model
 from pooltools.models import summary as model_summary
 from pooltools.shapes import receptive_field
@@ -34,7 +34,7 @@ SUMMARY_NAME = "summary.json"
 CARD_NAME = "README.md"
 # config fields that may differ between the runs of one card (the rest is the shared recipe)
 PER_RUN_FIELDS = ("model", "seed")
-ENV_FIELDS = ("machine", "cpu_count", "device", "torch", "threads", "python")
+ENV_FIELDS = ("cpu", "machine", "cpu_count", "device", "torch", "threads", "python")
 
 
 @dataclass(frozen=True)
@@ -241,12 +241,8 @@ def _duration(seconds: float) -> str:
 
 
 def _machine_line(m: dict[str, Any]) -> str:
-    device = str(m.get("device"))
-    where = "no GPU" if device == "cpu" else f"device {device}"
-    return (
-        f"{m.get('machine')} with {m.get('cpu_count')} cores, {where}, torch {m.get('torch')} "
-        f"with {m.get('threads')} threads, Python {m.get('python')}"
-    )
+    """:func:`pooltools.config.machine_line` (the one machine text), plus Python's version."""
+    return f"{machine_line(m)}, Python {m.get('python')}"
 
 
 def _results_table(variants: dict[str, Any]) -> str:
@@ -302,7 +298,7 @@ def render_card(summary: dict[str, Any]) -> str:
     else:
         machine_text = "Machines:\n" + "\n".join(
             f"- {_machine_line(m)}: {', '.join(f'`{r}`' for r in m['runs'])}" for m in machines
-        )
+        ) + "\n\n"
     spread = summary["max_epoch_over_median"]
     busy = (
         f" The machine was shared with other work during some runs, so an epoch took up to "
@@ -314,7 +310,8 @@ def render_card(summary: dict[str, Any]) -> str:
         "; accuracy does not depend on it (fixed epochs, seeded, deterministic on the CPU)."
         if cpu_only
         else "; accuracy does not depend on it (fixed epochs, seeded)."
-    )
+    ) if busy else ""
+    busy = busy.lstrip() if machine_text.endswith("\n") else busy
     if summary["in_progress"]:
         progress = "\n".join(
             f"- `{p['variant']}` seed {p['seed']} (`{p['file']}`): epoch {p['epoch']} of "
