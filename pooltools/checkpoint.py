@@ -239,19 +239,19 @@ def load_weights(model: nn.Module, checkpoint: Mapping[str, Any] | str | Path) -
 
 def load_model(
     path: str | Path,
-    expected_name: str | None = None,
+    expected_variant: str | None = None,
     map_location: str | torch.device = "cpu",
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model a checkpoint was made from, load its weights; return ``(model, ckpt)``.
 
-    The model is in eval mode on ``map_location``. ``expected_name`` guards against loading,
+    The model is in eval mode on ``map_location``. ``expected_variant`` guards against loading,
     say, the ``allconv`` file where ``base`` was meant (``ValueError`` naming both).
     """
     checkpoint = load_checkpoint(path, map_location)
     arch = checkpoint["architecture"]
-    if expected_name is not None and arch.get("name") != expected_name:
+    if expected_variant is not None and arch.get("name") != expected_variant:
         raise ValueError(
-            f"{path} holds a {_describe(arch)} model, but a {expected_name!r} model was expected"
+            f"{path} holds a {_describe(arch)} model, but a {expected_variant!r} model was expected"
         )
     if arch.get("name") not in VARIANTS:
         raise CheckpointError(

@@ -290,21 +290,21 @@ def _per_stage(convs_per_stage: int | Sequence[int], stages: int) -> list[int]:
 
 
 def build_model(
-    name: str,
+    variant: str,
     widths: Sequence[int] = (32, 64, 128),
     convs_per_stage: int | Sequence[int] = 2,
     num_classes: int = 10,
     **kw: Any,
 ) -> PoolNet:
-    """Build variant ``name`` (one of :data:`VARIANTS`); ``kw``: ``in_channels``, ``blur_padding``.
+    """Build ``variant`` (one of :data:`VARIANTS`); ``kw``: ``in_channels``, ``blur_padding``.
 
     ``convs_per_stage`` is one int for all stages or one per stage. Same ``widths`` and
     ``convs_per_stage`` give every variant the same convolutions; only the
     downsampling differs. Seed first (``pooltools.config.seed_everything``) for identical weights.
     """
-    if name not in VARIANTS:
-        raise ValueError(f"unknown model {name!r}; allowed names are {', '.join(VARIANTS)}")
-    return PoolNet(name, widths, convs_per_stage, num_classes, **kw)
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown model {variant!r}; allowed names are {', '.join(VARIANTS)}")
+    return PoolNet(variant, widths, convs_per_stage, num_classes, **kw)
 
 
 # --------------------------------------------------------------------------------------------

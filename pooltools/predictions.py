@@ -97,7 +97,7 @@ def record_checkpoint(path: str | Path, test_images: torch.Tensor) -> Prediction
     """Evaluate one checkpoint on normalized test images (plain/TTA and shifted)."""
     path = Path(path)
     variant, seed = parse_checkpoint_name(path.stem)
-    model, ckpt = load_model(path, expected_name=variant)
+    model, ckpt = load_model(path, expected_variant=variant)
     model = model.to(memory_format=torch.channels_last)
     a, b = shifted_predictions(model, test_images, MAX_SHIFT, SHIFT_SEED)
     return Predictions(

@@ -76,7 +76,7 @@ class TrainConfig:
     recipe (:data:`RECIPE`).
     """
 
-    model: str = "base"
+    model: str = "base"  # the variant's name (the field keeps its name: checkpoints store it)
     model_kwargs: dict[str, Any] = field(
         default_factory=lambda: {"widths": [32, 64, 128], "convs_per_stage": [1, 2, 2]}
     )
@@ -145,9 +145,9 @@ _LEGACY_DEFAULTS: dict[str, Any] = {
 }  # fmt: skip
 
 
-def recipe(model: str, seed: int = 0) -> TrainConfig:
+def recipe(variant: str, seed: int = 0) -> TrainConfig:
     """:data:`RECIPE` for one variant and seed: the config ``make train`` trains."""
-    return replace(RECIPE, model=model, seed=seed)
+    return replace(RECIPE, model=variant, seed=seed)
 
 
 def upgrade_config(saved: dict[str, Any], format_version: int = FORMAT_VERSION) -> dict[str, Any]:
@@ -614,10 +614,10 @@ def _save(path: Path, run: _Run) -> None:
 # CLI
 
 
-def checkpoint_name(model: str, seed: int = 0, quick: bool = False) -> str:
+def checkpoint_name(variant: str, seed: int = 0, quick: bool = False) -> str:
     """File stem of a run: ``base``, ``base-seed1``; quick runs get ``-quick`` so they never
     overwrite a real checkpoint."""
-    return model + (f"-seed{seed}" if seed != 0 else "") + ("-quick" if quick else "")
+    return variant + (f"-seed{seed}" if seed != 0 else "") + ("-quick" if quick else "")
 
 
 def _csv(values: Sequence[int]) -> str:

@@ -101,7 +101,7 @@ def test_recorded_accuracy_and_predictions_are_reproduced(path, request):
             f"{data.ENV_VAR} to it to reproduce their accuracy"
         )
     variant, _ = parse_checkpoint_name(path.stem)
-    model, ckpt = load_model(path, expected_name=variant)
+    model, ckpt = load_model(path, expected_variant=variant)
     images, labels = request.getfixturevalue("test_images")
     record = request.getfixturevalue("recorded_predictions")[path.stem]
     recorded = ckpt["final"]["test_acc"]

@@ -365,7 +365,7 @@ def test_atomic_write_survives_an_interrupted_save(finished_run, monkeypatch):
 def test_refuses_a_checkpoint_of_another_architecture(finished_run):
     path, _ = finished_run
     with pytest.raises(ValueError, match=r"holds a 'allconv'.*but a 'base' model was expected"):
-        load_model(path, expected_name="base")
+        load_model(path, expected_variant="base")
     with pytest.raises(ValueError, match=r"checkpoint of 'allconv'.*into a model of 'base'"):
         load_weights(build_model("base", **TINY), path)
     wider = build_model("allconv", widths=[4, 16], convs_per_stage=1)
@@ -495,6 +495,6 @@ def test_main_trains_a_quick_run_on_a_tiny_image_folder(tmp_path, monkeypatch, c
             "--widths", "4,8", "--out", str(out), "--no-progress"]  # fmt: skip
     assert main(argv) == 0
     assert "base: test acc" in capsys.readouterr().out
-    model, checkpoint = load_model(out / "base-quick.pt", expected_name="base")
+    model, checkpoint = load_model(out / "base-quick.pt", expected_variant="base")
     assert checkpoint["config"]["subset"] == 20 and checkpoint["config"]["test_subset"] == 20
     assert len(checkpoint["history"]) == 1 and (out / "base-quick.json").is_file()
