@@ -292,8 +292,9 @@ def restore_rng_state(state: dict[str, Any], generators: Sequence[torch.Generato
     """Put back what :func:`rng_state` saved; ``generators`` must be the same kind of streams."""
     if len(state["generators"]) != len(generators):
         raise ValueError(
-            f"the checkpoint saved {len(state['generators'])} data-loader generator states but "
-            f"the train loader has {len(generators)}; resume with the same kind of loader"
+            f"the checkpoint saved {len(state['generators'])} generator states (data loader and "
+            f"augmentation) but this run has {len(generators)}; resume with the same kind of "
+            f"loader and the same augment setting"
         )
     torch.set_rng_state(state["torch"])
     py = state["python"]

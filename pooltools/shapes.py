@@ -175,6 +175,8 @@ class PoolParams:
             isinstance(stride, Sequence) and not isinstance(stride, str) and len(stride) == 0
         )
         step = kernel if no_stride else pair(stride, "stride")  # type: ignore[arg-type]
+        if not isinstance(ceil_mode, bool | np.bool_):
+            raise TypeError(f"ceil_mode must be a bool (True or False), but got {ceil_mode!r}")
         params = cls(kernel, step, pair(padding, "padding"), pair(dilation, "dilation"),
                      bool(ceil_mode))  # fmt: skip
         for ax in range(2 if check else 0):
@@ -330,7 +332,10 @@ def arithmetic(in_shape: int | Sequence[int], **pool: Any) -> Arithmetic:
         raise ValueError(f"in_shape must be positive, but got {in_shape!r}")
     zeros = torch.zeros(1, 1, h, w)
     ho, wo = F.max_pool2d(zeros, **pool).shape[-2:]
-    fh, fw = F.max_pool2d(zeros, **{**pool, "ceil_mode": False}).shape[-2:]
+    try:
+        fh, fw = F.max_pool2d(zeros, **{**pool, "ceil_mode": False}).shape[-2:]
+    except RuntimeError:  # floor mode refuses what ceil mode accepts: every window is extra
+        fh, fw = 0, 0
     params = PoolParams.of(**pool)
     windows, covered = {}, set()
     for i, j in itertools.product(range(ho), range(wo)):

@@ -26,7 +26,7 @@ import argparse
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from pooltools.checkpoint import (
     FORMAT_VERSION,
@@ -63,7 +62,7 @@ __all__ = [
 ]
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a training run (and so is compared before resuming one).
 
@@ -121,8 +120,9 @@ class TrainConfig:
         return to_plain(asdict(self), "config")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], format_version: int = FORMAT_VERSION) -> TrainConfig:
-        """The config a checkpoint of ``format_version`` stored (see :func:`upgrade_config`)."""
+    def from_dict(cls, data: dict[str, Any], format_version: int | None = None) -> TrainConfig:
+        """The config a checkpoint of ``format_version`` stored (see :func:`upgrade_config`;
+        ``None``: told from the fields)."""
         data = upgrade_config(data, format_version)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
@@ -146,15 +146,20 @@ _LEGACY_DEFAULTS: dict[str, Any] = {
 
 
 def recipe(variant: str, seed: int = 0) -> TrainConfig:
-    """:data:`RECIPE` for one variant and seed: the config ``make train`` trains."""
-    return replace(RECIPE, model=variant, seed=seed)
+    """:data:`RECIPE` for one variant and seed: the config ``make train`` trains (a fresh
+    object: changing its ``model_kwargs`` leaves the recipe alone)."""
+    return TrainConfig(model=variant, seed=seed)
 
 
-def upgrade_config(saved: dict[str, Any], format_version: int = FORMAT_VERSION) -> dict[str, Any]:
+def upgrade_config(saved: dict[str, Any], format_version: int | None = None) -> dict[str, Any]:
     """A stored config in today's fields. Format 2 is today's. In format 1 a missing field takes
     the default it had then, and the retired ``batch_augment`` flag folds into ``augment``
     (batch crop + flip is the only augmentation now; a run that used the per-image transforms
-    of the data loader is refused, since this code can neither continue nor reproduce it)."""
+    of the data loader is refused, since this code can neither continue nor reproduce it).
+    ``format_version=None`` tells the format from the fields: only format 1 has ``batch_augment``.
+    """
+    if format_version is None:
+        format_version = 1 if "batch_augment" in saved else FORMAT_VERSION
     if format_version >= 2:
         return dict(saved)
     config = {**_LEGACY_DEFAULTS, **saved}
@@ -423,7 +428,7 @@ def _resume(run: _Run, path: Path) -> bool:
     return False
 
 
-def _train_epoch(run: _Run, loader: DataLoader, bar: tqdm) -> tuple[float, float, float]:
+def _train_epoch(run: _Run, loader: DataLoader, bar: Any) -> tuple[float, float, float]:
     """One pass over ``loader``; returns (mean loss, accuracy, last lr). With augmentation on,
     every batch is randomly cropped and flipped first."""
     run.model.train()
@@ -523,6 +528,8 @@ def _run_epochs(
     callback: Callable[[dict[str, Any]], None] | None,
 ) -> None:
     """Train, evaluate, record, re-plan (with a time budget), save and report, epoch by epoch."""
+    from tqdm.auto import tqdm  # here, so notebook 0 can report a missing tqdm instead of failing
+
     config = run.config
     run_start = time.perf_counter()
     epoch_bar = tqdm(total=run.planned_epochs, initial=run.epoch, desc=config.model,

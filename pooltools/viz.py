@@ -142,7 +142,7 @@ class PoolResult:
         return int(self.output.shape[0]), int(self.output.shape[1])
 
 
-def pool_array(x: Any, op: str = "max", **pool: Unpack[PoolArgs]) -> PoolResult:
+def pool_array(x: Any, *, op: str = "max", **pool: Unpack[PoolArgs]) -> PoolResult:
     """Pool a matrix or an image (each channel on its own) with PyTorch, in float64.
 
     ``pool`` (kernel_size, stride, padding, dilation, ceil_mode) goes to PyTorch unchanged, so
@@ -521,7 +521,7 @@ def plot_window(
     Settings PyTorch refuses raise PyTorch's error.
     """
     arr = as_grid(x)
-    result = pool_array(arr, op, **pool)
+    result = pool_array(arr, op=op, **pool)
     params = PoolParams.of(**pool)
     cell = _check_cell(cell, result.shape)
     canvas = _canvas(arr, result.shape, params)
@@ -581,7 +581,7 @@ def plot_pooling(
     ``axes``: two existing axes to draw into. ``pool``: as for :func:`plot_window`.
     """
     arr = as_grid(x)
-    result = pool_array(arr, op, **pool)
+    result = pool_array(arr, op=op, **pool)
     params = PoolParams.of(**pool)
     cell = _check_cell(cell, result.shape)
     canvas = _canvas(arr, result.shape, params)
@@ -702,7 +702,7 @@ def plot_window_values(
     Long (about 95 lines) because it is one figure drawn in reading order; its pieces are used nowhere else.
     """
     arr = as_grid(x)
-    result = pool_array(arr, op, **pool)
+    result = pool_array(arr, op=op, **pool)
     params = PoolParams.of(**pool)
     cell = _check_cell(cell, result.shape)
     rows, cols = params.window(cell)

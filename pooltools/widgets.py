@@ -209,7 +209,7 @@ def explore(
         formula_w=format_shape_formula(w, *params.axis(1), ceil_mode, "W"),
     )  # fmt: skip
     try:
-        result = viz.pool_array(arr, op, **pool)
+        result = viz.pool_array(arr, op=op, **pool)
     except (RuntimeError, TypeError, ValueError) as error:
         return ExplorerState(**base, cell=(0, 0), output=None, out_shape=None, error=str(error))
     ho, wo = result.shape

@@ -16,6 +16,7 @@ from torch import nn
 from pooltools.shapes import (
     PoolParams,
     ReceptiveField,
+    arithmetic,
     first_real_tap,
     pair,
     pool_output_size,
@@ -209,7 +210,8 @@ def test_pool_params_accept_every_spelling_pytorch_accepts_with_its_output_shape
     "kwargs",
     [dict(kernel_size=0), dict(kernel_size=2, stride=0), dict(kernel_size=2, padding=2),
      dict(kernel_size=2, dilation=0), dict(kernel_size=(2, 2, 2)), dict(kernel_size=2.0),
-     dict(kernel_size=True)],
+     dict(kernel_size=True), dict(kernel_size=2, ceil_mode=1), dict(kernel_size=2, ceil_mode="False"),
+     dict(kernel_size=2, ceil_mode=None)],
 )  # fmt: skip
 def test_pool_params_refuse_what_pytorch_refuses(kwargs):
     x = torch.zeros(1, 1, 9, 8)
@@ -231,3 +233,11 @@ def test_first_real_tap_is_pytorchs_while_loop_for_ints_arrays_and_tensors():
         assert [first_real_tap(s, dil) for s in starts] == expected
         assert first_real_tap(np.array(starts), dil).tolist() == expected
         assert first_real_tap(torch.tensor(starts), dil).tolist() == expected
+
+
+def test_arithmetic_of_a_window_that_only_ceil_mode_makes():
+    """3x3 input, kernel 4, stride 2: floor mode refuses it, ceil mode gives PyTorch's 1x1."""
+    x = torch.zeros(1, 1, 3, 3)
+    assert F.max_pool2d(x, 4, 2, ceil_mode=True).shape[-2:] == (1, 1)
+    geo = arithmetic(3, kernel_size=4, stride=2, ceil_mode=True)
+    assert geo.out_shape == (1, 1) and geo.extra == {(0, 0)} and geo.uncovered == frozenset()

@@ -5,6 +5,7 @@ Everything runs on tiny random data and tiny models, so the whole file takes sec
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -281,6 +282,22 @@ def test_upgrade_config_refuses_per_image_augmentation_runs():
         train_module.upgrade_config({"augment": True, "batch_augment": False}, format_version=1)
     with pytest.raises(ValueError, match="per-image augmentation"):
         train_module.upgrade_config({"model": "base"}, format_version=1)  # augment defaulted on
+
+
+def test_the_recipe_cannot_be_changed_by_accident():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        train_module.RECIPE.epochs = 3  # type: ignore[misc]
+    mine = train_module.recipe("base", 1)
+    mine.model_kwargs["widths"] = [8, 16, 16]
+    assert train_module.RECIPE.model_kwargs["widths"] == [32, 64, 128]
+    assert train_module.recipe("strided").model_kwargs["widths"] == [32, 64, 128]
+
+
+def test_from_dict_tells_format_1_from_its_fields():
+    old = {**train_module.recipe("base").to_dict(), "batch_augment": True}
+    del old["augment"]  # format 1 wrote both; augment defaulted to True there
+    assert TrainConfig.from_dict(old) == train_module.recipe("base")
+    assert TrainConfig.from_dict(train_module.recipe("base").to_dict()) == train_module.recipe("base")
 
 
 def test_recipe_is_the_configs_defaults_and_the_clis(monkeypatch):

@@ -1,7 +1,7 @@
 """What a CNN's layers respond to: activations, receptive fields, visualizations and probes.
 
 One module per technique (as pytorch-cnn-visualizations keeps one file per technique),
-re-exported here; each function is each built on forward/backward hooks that are always removed again
+re-exported here; each function is built on forward/backward hooks that are always removed again
 (even when a forward pass raises), each run in eval mode (BatchNorm uses its running statistics)
 with every module's train/eval flag restored afterwards. Tensors come back on the CPU.
 

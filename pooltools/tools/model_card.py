@@ -34,7 +34,7 @@ SUMMARY_NAME = "summary.json"
 CARD_NAME = "README.md"
 # config fields that may differ between the runs of one card (the rest is the shared recipe)
 PER_RUN_FIELDS = ("model", "seed")
-ENV_FIELDS = ("cpu", "machine", "cpu_count", "device", "torch", "threads", "python")
+ENV_FIELDS = ("machine", "cpu_count", "device", "torch", "threads", "python")
 
 
 @dataclass(frozen=True)
