@@ -30,6 +30,7 @@ __all__ = [
     "PoolArgs",
     "PoolParams",
     "pair",
+    "pair_text",
     "pool_output_size",
     "first_real_tap",
     "argmax_cells",
@@ -215,12 +216,14 @@ class PoolParams:
 
     def text(self) -> str:
         """``kernel 2, stride 2, padding 0, dilation 1`` (a pair only where the axes differ)."""
-        def one(v: Pair) -> str:
-            return str(v[0]) if v[0] == v[1] else f"({v[0]}, {v[1]})"
-
-        return (f"kernel {one(self.kernel_size)}, stride {one(self.stride)}, padding "
-                f"{one(self.padding)}, dilation {one(self.dilation)}"
+        return (f"kernel {pair_text(self.kernel_size)}, stride {pair_text(self.stride)}, padding "
+                f"{pair_text(self.padding)}, dilation {pair_text(self.dilation)}"
                 + (", ceil_mode" if self.ceil_mode else ""))  # fmt: skip
+
+
+def pair_text(value: Pair) -> str:
+    """``2`` for ``(2, 2)``, ``(2, 3)`` where the axes differ: how figures and texts write a pair."""
+    return str(value[0]) if value[0] == value[1] else f"({value[0]}, {value[1]})"
 
 
 def as_cell(cell: Sequence[int]) -> Pair:

@@ -41,6 +41,7 @@ from pooltools.shapes import (
     argmax_cells,
     arithmetic,
     as_cell,
+    pair_text,
 )
 
 __all__ = [
@@ -185,10 +186,6 @@ def format_value(v: float) -> str:
 def shape_text(arr: np.ndarray) -> str:
     """``"4×4"`` for a matrix, ``"32×32×3"`` for an image."""
     return "×".join(str(n) for n in arr.shape)
-
-
-def _pair_text(value: Pair) -> str:
-    return str(value[0]) if value[0] == value[1] else f"({value[0]}, {value[1]})"
 
 
 # --------------------------------------------------------------------------- drawing helpers
@@ -456,7 +453,7 @@ def _input_title(
     title = f"input {shape_text(arr)}"
     if ph or pw:
         pad = "−∞ border" if op == "max" else "zero border, counted in the mean"
-        title += f" + padding {_pair_text(params.padding)}" + (f" ({pad})" if annotate else "")
+        title += f" + padding {pair_text(params.padding)}" + (f" ({pad})" if annotate else "")
     if canvas.bottom >= arr.shape[0] + ph or canvas.right >= arr.shape[1] + pw:
         title += "\ndotted: past the edge, ignored (ceil_mode)"
     return title
@@ -543,8 +540,8 @@ def plot_window(
         f"{_input_title(arr, params, op, annotate, canvas)}\n"
         f"window of output cell {cell}"
         + ("\n" if annotate else ": ")
-        + f"kernel {_pair_text(params.kernel_size)}, stride {_pair_text(params.stride)}, "
-        f"dilation {_pair_text(params.dilation)}"
+        + f"kernel {pair_text(params.kernel_size)}, stride {pair_text(params.stride)}, "
+        f"dilation {pair_text(params.dilation)}"
     )
     ax.set_title(default if title is None else title, fontsize=10)
     return ax.figure
@@ -966,7 +963,7 @@ def plot_arithmetic(
     h, w = geo.in_shape
     notes = []
     if any(geo.padding):
-        notes.append(f"+ padding {_pair_text(params.padding)} (−∞: it never wins)")
+        notes.append(f"+ padding {pair_text(params.padding)} (−∞: it never wins)")
     if geo.uncovered:
         notes.append(f"hatched: {len(geo.uncovered)} cells no window covers")
     if geo.extra:
