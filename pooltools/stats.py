@@ -180,8 +180,8 @@ class PairedComparison:
         return self.ci_low > 0 or self.ci_high < 0
 
     def sentence(self) -> str:
-        """The comparison in words, in percentage points; a "beats" only when the interval
-        excludes zero (then the better one comes first), otherwise "within noise"."""
+        """The comparison in words, in percentage points (two decimals, as the tables); a "beats"
+        only when the interval excludes zero (then the better one comes first), otherwise "within noise"."""
         level = f"{self.confidence_level * 100:.0f} %"
         p = format_p(self.p_value)
         if self.significant:
@@ -189,13 +189,13 @@ class PairedComparison:
             winner, loser = (self.name_a, self.name_b) if sign > 0 else (self.name_b, self.name_a)
             low, high = sorted((sign * self.ci_low * 100, sign * self.ci_high * 100))
             return (
-                f"`{winner}` beats `{loser}` by {sign * self.diff * 100:.1f} points "
-                f"({level} CI {low:.1f} to {high:.1f}, McNemar {p})"
+                f"`{winner}` beats `{loser}` by {sign * self.diff * 100:.2f} points "
+                f"({level} CI {low:.2f} to {high:.2f}, McNemar {p})"
             )
         return (
             f"`{self.name_a}` and `{self.name_b}` are within noise (difference "
-            f"{self.diff * 100:+.1f} points, {level} CI {self.ci_low * 100:+.1f} to "
-            f"{self.ci_high * 100:+.1f}, McNemar {p})"
+            f"{self.diff * 100:+.2f} points, {level} CI {self.ci_low * 100:+.2f} to "
+            f"{self.ci_high * 100:+.2f}, McNemar {p})"
         )
 
 

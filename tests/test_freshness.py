@@ -82,9 +82,12 @@ def test_no_record_and_wrong_mode_are_reported(tmp_path):
 def test_make_runs_executor_stamps_what_it_ran(tmp_path):
     """timings.time_notebook (what `make run` calls) stores the hash and mode it ran with."""
     path = tmp_path / "01_tiny.ipynb"
-    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(2)")]), path)
+    stale = {"application/vnd.jupyter.widget-state+json": {"state": {"old-bar": {}}}}  # a past run's
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(2)")],
+                                            metadata={"widgets": stale}), path)
     timings.time_notebook(path, quick=False, save=True)
     nb = nbformat.read(path, as_version=4)
+    assert "widgets" not in nb.metadata  # this run made no widgets, so none are stored
     assert nb.metadata["pooltools"]["freshness"] == {
         "code_sha256": freshness.code_hash(nb), "mode": "full"}  # fmt: skip
     assert freshness.problem(nb, path.name) is None

@@ -188,11 +188,11 @@ def _result(diff: float, low: float, high: float, p: float):
 
 def test_sentence_says_beats_only_when_the_interval_excludes_zero():
     assert _result(0.011, 0.004, 0.018, 0.003).sentence() == (
-        "`convpool` beats `base` by 1.1 points (95 % CI 0.4 to 1.8, McNemar p = 0.003)"
+        "`convpool` beats `base` by 1.10 points (95 % CI 0.40 to 1.80, McNemar p = 0.003)"
     )
     assert _result(0.002, -0.005, 0.009, 0.6).sentence() == (
-        "`convpool` and `base` are within noise (difference +0.2 points, "
-        "95 % CI -0.5 to +0.9, McNemar p = 0.6)"
+        "`convpool` and `base` are within noise (difference +0.20 points, "
+        "95 % CI -0.50 to +0.90, McNemar p = 0.6)"
     )
     # an interval that touches zero does not exclude it
     assert "within noise" in _result(0.01, 0.0, 0.02, 0.04).sentence()
@@ -200,7 +200,7 @@ def test_sentence_says_beats_only_when_the_interval_excludes_zero():
 
 def test_sentence_puts_the_better_classifier_first():
     text = _result(-0.05, -0.057, -0.043, 1e-40).sentence()
-    assert text == "`base` beats `convpool` by 5.0 points (95 % CI 4.3 to 5.7, McNemar p < 0.001)"
+    assert text == "`base` beats `convpool` by 5.00 points (95 % CI 4.30 to 5.70, McNemar p < 0.001)"
 
 
 def test_format_p():

@@ -65,10 +65,10 @@ def time_notebook(
     It runs an in-memory copy with ``POOLTOOLS_QUICK`` set to 1 or 0, in the notebook's own
     folder so its relative paths work, under nbconvert's ``ExecutePreprocessor``. ``save``
     writes the executed notebook back to ``path`` atomically (how the committed outputs are
-    made), stamped with the hash of the code cells that made them and the mode
-    (:mod:`pooltools.tools.freshness`, which a test checks); otherwise the file is never
-    written. A failing cell raises nbconvert's ``CellExecutionError`` and leaves the file
-    untouched.
+    made), with only this run's widget state, stamped with the hash of the code cells that
+    made them and the mode (:mod:`pooltools.tools.freshness`, which a test checks); otherwise
+    the file is never written. A failing cell raises nbconvert's ``CellExecutionError`` and
+    leaves the file untouched.
     """
     import nbformat
     from nbconvert.preprocessors import ExecutePreprocessor
@@ -77,6 +77,9 @@ def time_notebook(
 
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
+    # Widget state is stored from the widgets this run creates; a previous run's (old progress
+    # bars, say) would otherwise stay in the file, frozen.
+    nb.metadata.pop("widgets", None)
     executor = ExecutePreprocessor(timeout=timeout, kernel_name=kernel_name)
     with _environ(POOLTOOLS_QUICK="1" if quick else "0"):
         start = time.perf_counter()
