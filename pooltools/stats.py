@@ -180,8 +180,9 @@ class PairedComparison:
         return self.ci_low > 0 or self.ci_high < 0
 
     def sentence(self) -> str:
-        """The comparison in words, in percentage points (two decimals, as the tables); a "beats"
-        only when the interval excludes zero (then the better one comes first), otherwise "within noise"."""
+        """The comparison in words, in percentage points (two decimals, as the tables); a
+        "beats" only when the interval excludes zero (then the better one comes first),
+        otherwise "within noise"."""
         level = f"{self.confidence_level * 100:.0f} %"
         p = format_p(self.p_value)
         if self.significant:
