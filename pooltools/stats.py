@@ -9,7 +9,10 @@ which differences between variants are real and which are noise:
   correctness vectors: the accuracy difference with a paired, seeded bootstrap interval
   (``scipy.stats.bootstrap``) and an exact McNemar test (``scipy.stats.binomtest`` on the
   images where exactly one of the two is right); :meth:`PairedComparison.sentence` words it;
-- :func:`accuracy_ci`: the exact (Clopper-Pearson) binomial interval of one accuracy.
+- :func:`accuracy_ci`: the exact (Clopper-Pearson) binomial interval of one accuracy;
+- :func:`prediction_interval`: where one more training seed should land, from a mean over n
+  seeds and a (pooled) seed std, to judge a variant trained only once;
+- :func:`holm_adjust`: Holm's step-down adjustment of several p-values tested together.
 
 The bootstrap draws a fixed number of resamples from a fixed seed, so the same vectors always
 give the same interval.
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +33,8 @@ __all__ = [
     "seed_summary",
     "paired_comparison",
     "accuracy_ci",
+    "prediction_interval",
+    "holm_adjust",
     "format_p",
 ]
 
@@ -114,6 +119,42 @@ def seed_summary(values: Sequence[float], confidence_level: float = 0.95) -> See
             low, high = _st.t.interval(level, n - 1, loc=mean, scale=std / math.sqrt(n))
             ci = (float(low), float(high))
     return SeedSummary(n, mean, std, float(arr.min()), float(arr.max()), ci, level)
+
+
+def prediction_interval(
+    mean: float, std: float, n: int, df: int | None = None, confidence_level: float = 0.95
+) -> tuple[float, float]:
+    """Interval for one new seed's value, given the mean of ``n`` seeds and the seed std:
+    ``mean ± t(1 - alpha/2, df) * std * sqrt(1 + 1/n)`` (``df`` defaults to n - 1; pass the
+    pooled degrees of freedom when ``std`` is pooled over several variants). A variant trained
+    once is beyond training noise only where its value lies outside this interval."""
+    level = _confidence(confidence_level)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive int (the number of seeds), but got {n!r}")
+    df = n - 1 if df is None else df
+    if isinstance(df, bool) or not isinstance(df, (int, np.integer)) or df < 1:
+        raise ValueError(f"df must be a positive int (n - 1, or pooled), but got {df!r}")
+    if not (math.isfinite(mean) and math.isfinite(std)) or std < 0:
+        raise ValueError(f"mean and std must be finite and std >= 0, but got {mean!r} and {std!r}")
+    half = float(_st.t.ppf(0.5 + level / 2, df)) * std * math.sqrt(1 + 1 / n)
+    return mean - half, mean + half
+
+
+def holm_adjust(p_values: Mapping[str, float]) -> dict[str, float]:
+    """Holm-adjusted p-values (same keys): sorted ascending, the i-th smallest of m is multiplied
+    by m - i (i from 0), made non-decreasing, and capped at 1. Rejecting where the adjusted p is
+    below alpha keeps the chance of any false "beats" among the m tests below alpha."""
+    if not p_values:
+        raise ValueError("p_values must hold at least one p-value")
+    bad = {k: p for k, p in p_values.items() if not (isinstance(p, (float, int)) and 0 <= p <= 1)}
+    if bad:
+        raise ValueError(f"p-values must be numbers in [0, 1], but got {bad}")
+    m = len(p_values)
+    adjusted, running = {}, 0.0
+    for i, (key, p) in enumerate(sorted(p_values.items(), key=lambda kv: kv[1])):
+        running = max(running, min(1.0, (m - i) * float(p)))
+        adjusted[key] = running
+    return {key: adjusted[key] for key in p_values}
 
 
 # --------------------------------------------------------------------------------------------

@@ -706,3 +706,58 @@ def test_mass_square_on_a_flat_map_and_a_spike():
     assert fe.mass_square(spike, 0.99) == 2
     with pytest.raises(ValueError, match="fraction"):
         fe.mass_square(flat, 1.5)
+
+
+def _brute_mass_square(erf, fraction, top_of):
+    """Independent reference: try every side, the square's top row given by top_of(side)."""
+    total = erf.sum()
+    for side in range(1, 3 * max(erf.shape)):
+        t, left = top_of(side, erf.shape[0]), top_of(side, erf.shape[1])
+        if erf[max(t, 0) : max(t + side, 0), max(left, 0) : max(left + side, 0)].sum() >= fraction * total * (1 - 1e-12):
+            return side
+    raise AssertionError("no square holds the mass")
+
+
+def test_mass_square_default_centre_is_the_map_centre():
+    rng = np.random.default_rng(3)
+    for shape in ((32, 32), (31, 31), (8, 8)):
+        erf = rng.random(shape) ** 4
+        for fraction in (0.5, 0.9):
+            expected = _brute_mass_square(erf, fraction, lambda s, n: (n - s) // 2)
+            assert fe.mass_square(erf, fraction) == expected
+            assert fe.mass_square(erf, fraction, centre=((shape[0] - 1) / 2, (shape[1] - 1) / 2)) == expected
+
+
+def test_mass_square_around_an_off_centre_block():
+    erf = np.zeros((32, 32))
+    erf[15:21, 15:21] = 1.0  # a 6x6 block centred at (17.5, 17.5), not at the map centre 15.5
+    assert fe.mass_square(erf, 1.0, centre=(17.5, 17.5)) == 6
+    assert fe.mass_square(erf, 1.0) == 10  # around 15.5 it takes rows 11..20
+    erf = np.zeros((32, 32))
+    erf[31, 31] = 1.0  # in the corner, far from a centre near the other corner
+    assert fe.mass_square(erf, 1.0, centre=(0.0, 0.0)) == 63
+    with pytest.raises(ValueError, match="centre"):
+        fe.mass_square(erf, 0.5, centre=(float("nan"), 0.0))
+
+
+def test_erf_centre_is_the_centre_of_the_gradient_support():
+    """An even map after two poolings: the centre unit (4, 4) of 8x8 does not look at the image
+    centre. The ERF's support (positive convolutions and average pools, so every tap counts) is
+    centred where erf_centre says."""
+    torch.manual_seed(0)
+    layers = []
+    for pool in (True, True, False):
+        conv = nn.Conv2d(1, 1, 3, padding=1, bias=False)
+        nn.init.uniform_(conv.weight, 0.5, 1.0)
+        layers += [conv] + ([nn.AvgPool2d(2)] if pool else [])
+    model = nn.Sequential(*layers).double()
+    layer = str(len(layers) - 1)
+    x = torch.rand(2, 1, 32, 32, dtype=torch.float64)
+    erf = fe.effective_receptive_field(model, images=x, layer=layer)
+    rows, cols = np.nonzero(erf > 0)
+    support_centre = ((rows.min() + rows.max()) / 2, (cols.min() + cols.max()) / 2)
+    field = fe.receptive_fields(model)[layer]
+    assert fe.erf_centre(field, model(x).shape[-2:]) == support_centre
+    assert support_centre != (15.5, 15.5)
+    with pytest.raises(ValueError, match="map_shape"):
+        fe.erf_centre(field, (0, 8))

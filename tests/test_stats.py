@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from pooltools.stats import accuracy_ci, format_p, paired_comparison, seed_summary
+from pooltools.stats import (
+    accuracy_ci,
+    format_p,
+    holm_adjust,
+    paired_comparison,
+    prediction_interval,
+    seed_summary,
+)
 
 FAST = {"n_resamples": 999}  # tests use fewer resamples than the default 9999
 
@@ -241,3 +248,62 @@ def test_paired_comparison_accepts_zero_one_integers():
         paired_comparison(a, b, confidence_level=95)
     with pytest.raises(ValueError, match="n_resamples"):
         paired_comparison(a, b, n_resamples=0)
+
+
+# --------------------------------------------------------------------------------------------
+# prediction_interval and holm_adjust
+
+
+def test_prediction_interval_is_the_t_formula():
+    # n = 3, df = 2: t(0.975, 2) = 4.303 (t table); half width 4.303 * 0.5 * sqrt(4/3)
+    low, high = prediction_interval(10.0, 0.5, 3)
+    half = 4.302652729911275 * 0.5 * math.sqrt(4 / 3)
+    assert (low, high) == pytest.approx((10.0 - half, 10.0 + half), rel=1e-9)
+    # a pooled std with more degrees of freedom narrows it: t(0.975, 12) = 2.179
+    low12, high12 = prediction_interval(10.0, 0.5, 3, df=12)
+    assert high12 - 10.0 == pytest.approx(2.178812829663418 * 0.5 * math.sqrt(4 / 3), rel=1e-9)
+    assert high12 < high
+
+
+def test_prediction_interval_covers_new_draws_at_its_level():
+    # simulated seeds: one new draw falls inside the interval from 3 earlier draws ~95 % of the time
+    rng = np.random.default_rng(0)
+    draws = rng.normal(0.0, 1.0, size=(20000, 4))
+    inside = 0
+    for row in draws:
+        low, high = prediction_interval(row[:3].mean(), row[:3].std(ddof=1), 3)
+        inside += low <= row[3] <= high
+    assert inside / len(draws) == pytest.approx(0.95, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [((1.0, 0.1, 0), "n must be a positive int"), ((1.0, 0.1, 3, 0), "df must be a positive int"),
+     ((1.0, -0.1, 3), "std >= 0"), ((float("nan"), 0.1, 3), "finite")],
+)
+def test_prediction_interval_rejects_bad_input(args, match):
+    with pytest.raises(ValueError, match=match):
+        prediction_interval(*args)
+
+
+def test_holm_on_a_hand_computed_example():
+    # sorted 0.005, 0.01, 0.03, 0.04 with m = 4: 4*0.005 = 0.02, 3*0.01 = 0.03, 2*0.03 = 0.06,
+    # 1*0.04 = 0.04 -> raised to 0.06 to stay non-decreasing
+    adjusted = holm_adjust({"a": 0.01, "b": 0.04, "c": 0.03, "d": 0.005})
+    assert adjusted == pytest.approx({"a": 0.03, "b": 0.06, "c": 0.06, "d": 0.02})
+    assert list(adjusted) == ["a", "b", "c", "d"]
+
+
+def test_holm_caps_at_one_and_lies_between_raw_and_bonferroni():
+    rng = np.random.default_rng(1)
+    raw = {str(i): float(p) for i, p in enumerate(rng.uniform(0, 0.5, size=7))}
+    adjusted = holm_adjust(raw)
+    for key, p in raw.items():
+        assert p <= adjusted[key] <= min(1.0, 7 * p)
+    assert holm_adjust({"x": 0.6, "y": 0.7}) == {"x": 1.0, "y": 1.0}
+
+
+@pytest.mark.parametrize("bad", [{}, {"a": 1.5}, {"a": -0.1}, {"a": "0.1"}])
+def test_holm_rejects_bad_input(bad):
+    with pytest.raises(ValueError, match="p-value"):
+        holm_adjust(bad)

@@ -20,7 +20,8 @@ with every module's train/eval flag restored afterwards. Tensors come back on th
 :func:`fit_probe`              a probe on features captured once (full-batch, deterministic)
 :func:`conv_depths`            convolutions so far at each feature layer (a fair x axis)
 :func:`class_purity`           how class-specific a channel's top-k images are
-:func:`mass_square`            the centred square holding a fraction of an ERF's mass
+:func:`erf_centre`             where the ERF's unit looks: the centre for boxes and squares
+:func:`mass_square`            the square around that centre holding a fraction of an ERF's mass
 =============================  ===============================================================
 
 Layers are named as in ``model.named_modules()`` (``"stage2.relu2"``, ``"stage1.pool"``).
@@ -37,7 +38,12 @@ from pooltools.features.probes import (
     linear_probe,
     linear_probes,
 )
-from pooltools.features.receptive import effective_receptive_field, mass_square, receptive_fields
+from pooltools.features.receptive import (
+    effective_receptive_field,
+    erf_centre,
+    mass_square,
+    receptive_fields,
+)
 
 __all__ = [
     "capture",
@@ -45,6 +51,7 @@ __all__ = [
     "feature_layers",
     "receptive_fields",
     "effective_receptive_field",
+    "erf_centre",
     "mass_square",
     "TopK",
     "top_activating",

@@ -3,6 +3,7 @@ effective one of Luo et al. (2016) (:func:`effective_receptive_field`, :func:`ma
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -19,7 +20,7 @@ from pooltools.features.hooks import (
 from pooltools.models import evaluating
 from pooltools.shapes import ReceptiveField, leaf_modules, receptive_field
 
-__all__ = ["receptive_fields", "effective_receptive_field", "mass_square"]
+__all__ = ["receptive_fields", "effective_receptive_field", "erf_centre", "mass_square"]
 
 _GLOBAL = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Flatten, nn.Linear)
 
@@ -90,12 +91,29 @@ def effective_receptive_field(
     return (erf / peak if peak > 0 else erf).astype(np.float32)
 
 
-def mass_square(erf: np.ndarray, fraction: float = 0.9) -> int:
-    """Side (px) of the smallest centred square that holds ``fraction`` of the map's mass.
+def erf_centre(field: ReceptiveField, map_shape: tuple[int, int]) -> tuple[float, float]:
+    """Input (row, column) at the centre of the unit that :func:`effective_receptive_field`
+    differentiates, row ``H'//2`` and column ``W'//2`` of a ``map_shape = (H', W')`` layer:
+    ``field.start + index * field.jump``. On an even map after pooling this is not the image
+    centre (``base``'s unit (4, 4) of 8×8 looks at (17.5, 17.5), not 15.5), so squares and boxes
+    drawn on an ERF must be centred here."""
+    h, w = map_shape
+    if min(h, w) < 1:
+        raise ValueError(f"map_shape must be a positive (H', W'), but got {map_shape}")
+    return field.start + (h // 2) * field.jump, field.start + (w // 2) * field.jump
 
-    A square of side ``s`` in an ``(H, W)`` map starts at row ``(H - s) // 2`` and column
-    ``(W - s) // 2``. Used on :func:`effective_receptive_field` maps to say how much of the
-    theoretical field a unit's sensitivity actually fills.
+
+def mass_square(
+    erf: np.ndarray, fraction: float = 0.9, centre: tuple[float, float] | None = None
+) -> int:
+    """Side (px) of the smallest square around ``centre`` that holds ``fraction`` of the map's mass.
+
+    A square of side ``s`` starts at row ``floor(centre_row - (s - 1) / 2)`` (the same for
+    columns) and is clipped to the map. ``centre`` defaults to the map's centre
+    ``((H - 1) / 2, (W - 1) / 2)``, where the square starts at row ``(H - s) // 2``; pass
+    :func:`erf_centre` for an ERF, whose unit need not sit at the image centre. Used on
+    :func:`effective_receptive_field` maps to say how much of the theoretical field a unit's
+    sensitivity actually fills.
     """
     erf = np.asarray(erf, dtype=np.float64)
     if erf.ndim != 2 or not 0 < fraction <= 1 or erf.min() < 0 or erf.sum() <= 0:
@@ -104,9 +122,14 @@ def mass_square(erf: np.ndarray, fraction: float = 0.9) -> int:
             f"but got shape {erf.shape} and fraction {fraction}"
         )
     h, w = erf.shape
+    cy, cx = ((h - 1) / 2, (w - 1) / 2) if centre is None else centre
+    if not (math.isfinite(cy) and math.isfinite(cx)):
+        raise ValueError(f"centre must be a finite (row, column), but got {centre}")
     total = erf.sum()
-    for side in range(1, max(h, w) + 1):
-        top, left = max((h - side) // 2, 0), max((w - side) // 2, 0)
-        if erf[top : top + side, left : left + side].sum() >= fraction * total * (1 - 1e-12):
+    largest = 2 * (max(h, w) + int(max(abs(cy), abs(cx)))) + 2  # covers the map from any centre
+    for side in range(1, largest + 1):
+        top, left = math.floor(cy - (side - 1) / 2), math.floor(cx - (side - 1) / 2)
+        inside = erf[max(top, 0) : max(top + side, 0), max(left, 0) : max(left + side, 0)]
+        if inside.sum() >= fraction * total * (1 - 1e-12):
             return side
-    return max(h, w)
+    return largest
