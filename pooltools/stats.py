@@ -66,6 +66,13 @@ def _correctness(values: Any, name: str) -> np.ndarray:
     )
 
 
+def _positive_int(value: Any, name: str, meaning: str = "") -> int:
+    """``value`` as an int >= 1 (Python or NumPy int, not bool); ``meaning`` goes in the error."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int{meaning}, but got {value!r}")
+    return int(value)
+
+
 def _confidence(level: float) -> float:
     if not 0 < level < 1:
         raise ValueError(f"confidence_level must be in (0, 1), but got {level!r}")
@@ -129,11 +136,8 @@ def prediction_interval(
     pooled degrees of freedom when ``std`` is pooled over several variants). A variant trained
     once is beyond training noise only where its value lies outside this interval."""
     level = _confidence(confidence_level)
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive int (the number of seeds), but got {n!r}")
-    df = n - 1 if df is None else df
-    if isinstance(df, bool) or not isinstance(df, (int, np.integer)) or df < 1:
-        raise ValueError(f"df must be a positive int (n - 1, or pooled), but got {df!r}")
+    n = _positive_int(n, "n", " (the number of seeds)")
+    df = _positive_int(n - 1 if df is None else df, "df", " (n - 1, or pooled)")
     if not (math.isfinite(mean) and math.isfinite(std)) or std < 0:
         raise ValueError(f"mean and std must be finite and std >= 0, but got {mean!r} and {std!r}")
     half = float(_st.t.ppf(0.5 + level / 2, df)) * std * math.sqrt(1 + 1 / n)
@@ -173,9 +177,7 @@ def accuracy_ci(
     else:
         if isinstance(correct, bool) or not isinstance(correct, (int, np.integer)):
             raise TypeError(f"k must be an int count of right answers, but got {correct!r}")
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"n must be a positive int, but got {n!r}")
-        k, n = int(correct), int(n)
+        k, n = int(correct), _positive_int(n, "n")
         if not 0 <= k <= n:
             raise ValueError(f"k must be in [0, n] = [0, {n}], but got {k}")
     ci = _st.binomtest(k, n).proportion_ci(confidence_level=level, method="exact")
